@@ -1,0 +1,703 @@
+/*
+ * config.c - plugins.conf reader.
+ *
+ * One pass over the lines. An error is recorded and parsing goes on, so that one run shows
+ * every mistake in the file; a section whose header is bad has its keys skipped (after a
+ * syntax check) rather than reported once more each.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_PLUGIN, SEC_ROUTE };
+
+enum server_key { K_LISTEN, K_WORKERS, K_HEADER_TIMEOUT, K_KEEPALIVE_TIMEOUT, K_MAX_HEADER,
+                  K_MAX_BODY, K_ACCESS_LOG, K_COUNT };
+
+static const char *const server_keys[K_COUNT] = {
+    "listen", "workers", "header_timeout", "keepalive_timeout", "max_header", "max_body",
+    "access_log",
+};
+
+struct parser {
+    struct config *cfg;
+    size_t dirlen;   /* length of the config name's directory, with its '/'; 0 = none */
+    char *err;
+    size_t errlen, errpos;
+    int nerr;
+    int line;
+    enum section sec;
+    int seen[K_COUNT];          /* line of each [server] key so far, 0 = not yet */
+    int path_line, mount_line;  /* the same for the current plugin */
+};
+
+/* Out-of-memory inside the host aborts (STYLE.md); these are the only allocators used. */
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (!p)
+        abort();
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *d = strndup(s, n);
+    if (!d)
+        abort();
+    return d;
+}
+
+static char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+/* Returns arr grown by one zeroed element (the new one is arr[n]). */
+static void *grow(void *arr, size_t n, size_t size)
+{
+    arr = xrealloc(arr, (n + 1) * size);
+    memset((char *)arr + n * size, 0, size);
+    return arr;
+}
+
+/* Records one "file:line: message" error; the text is cut when err is full. */
+__attribute__((format(printf, 2, 3))) static void perr(struct parser *p, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    p->nerr++;
+    if (p->errpos + 1 >= p->errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int n = snprintf(p->err + p->errpos, p->errlen - p->errpos, "%s%s:%d: %s",
+                     p->errpos ? "\n" : "", p->cfg->file, p->line, msg);
+    p->errpos += n < 0 ? 0 : (size_t)n;
+    if (p->errpos >= p->errlen)
+        p->errpos = p->errlen - 1;
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static char *skip_blanks(char *s)
+{
+    while (is_blank(*s))
+        s++;
+    return s;
+}
+
+/* A comment starts with ';' or '#' at the start of the text or after whitespace. */
+static bool is_comment(const char *start, const char *at)
+{
+    return (*at == ';' || *at == '#') && (at == start || is_blank(at[-1]));
+}
+
+static char *trim(char *s)
+{
+    s = skip_blanks(s);
+    size_t n = strlen(s);
+    while (n && is_blank(s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Parses one or more decimal digits at *s into *out, advancing *s; -1 on none or overflow. */
+static int parse_digits(const char **s, uint64_t *out)
+{
+    const char *c = *s;
+    uint64_t v = 0;
+
+    if (!isdigit((unsigned char)*c))
+        return -1;
+    for (; isdigit((unsigned char)*c); c++) {
+        if (v > (UINT64_MAX - (uint64_t)(*c - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*c - '0');
+    }
+    *s = c;
+    *out = v;
+    return 0;
+}
+
+int config_parse_size(const char *s, size_t *out)
+{
+    uint64_t v;
+    int shift = 0;
+
+    if (parse_digits(&s, &v) < 0)
+        return -1;
+    switch (tolower((unsigned char)*s)) {
+    case 'k': shift = 10; s++; break;
+    case 'm': shift = 20; s++; break;
+    case 'g': shift = 30; s++; break;
+    }
+    if (*s || v > ((uint64_t)SIZE_MAX >> shift))
+        return -1;
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+int config_parse_duration(const char *s, uint64_t *ms)
+{
+    static const struct { const char *suffix; uint64_t ms; } units[] = {
+        { "", 1000 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
+    };
+    uint64_t v;
+
+    if (parse_digits(&s, &v) < 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(s, units[i].suffix) == 0) {
+            if (v > UINT64_MAX / units[i].ms)
+                return -1;
+            *ms = v * units[i].ms;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* A relative path is taken from the config file's directory; an absolute one is kept. */
+static char *resolve_path(struct parser *p, const char *path)
+{
+    if (path[0] == '/' || p->dirlen == 0)
+        return xstrdup(path);
+    size_t n = strlen(path);
+    char *r = xrealloc(NULL, p->dirlen + n + 1);
+    memcpy(r, p->cfg->file, p->dirlen);
+    memcpy(r + p->dirlen, path, n + 1);
+    return r;
+}
+
+/* Keys seen once only: false (and an error) when key already appeared at *seen. */
+static bool first_time(struct parser *p, int *seen, const char *key)
+{
+    if (*seen) {
+        perr(p, "duplicate key '%s' (first at line %d)", key, *seen);
+        return false;
+    }
+    *seen = p->line;
+    return true;
+}
+
+/* Splits "host:port", "[v6]:port", "*:port", ":port" or "port"; *host NULL = any address. */
+static int split_listen(const char *v, char **host, const char **port)
+{
+    struct in6_addr a6;
+    const char *colon = strrchr(v, ':');
+
+    *host = NULL;
+    *port = colon ? colon + 1 : v;
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        if (!close || close + 1 != colon)
+            return -1;
+        *host = xstrndup(v + 1, (size_t)(close - v - 1));
+        return inet_pton(AF_INET6, *host, &a6) == 1 ? 0 : -1;
+    }
+    if (!colon || colon == v || (colon == v + 1 && v[0] == '*'))
+        return 0;
+    for (const char *c = v; c < colon; c++)
+        if (!isalnum((unsigned char)*c) && *c != '.' && *c != '-')
+            return -1; /* also a bare IPv6 address, which needs brackets */
+    *host = xstrndup(v, (size_t)(colon - v));
+    return 0;
+}
+
+static void add_listen(struct parser *p, const char *v)
+{
+    struct config *cfg = p->cfg;
+    char *host, port[8];
+    const char *ps;
+    uint64_t n;
+
+    if (split_listen(v, &host, &ps) < 0) {
+        perr(p, "bad listen '%s' (use host:port, [v6addr]:port, *:port or port)", v);
+        free(host);
+        return;
+    }
+    if (strlen(ps) > 5 || parse_digits(&ps, &n) < 0 || *ps || n > 65535) {
+        perr(p, "bad port in listen '%s' (0..65535)", v);
+        free(host);
+        return;
+    }
+    snprintf(port, sizeof port, "%u", (unsigned)n);
+    cfg->listen = grow(cfg->listen, cfg->nlisten, sizeof *cfg->listen);
+    cfg->listen[cfg->nlisten++] = (struct config_listen){ host, xstrdup(port), p->line };
+}
+
+static void set_workers(struct parser *p, const char *v)
+{
+    const char *end = v;
+    uint64_t n;
+
+    if (strcmp(v, "auto") == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        p->cfg->workers = cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
+    } else if (parse_digits(&end, &n) == 0 && !*end && n >= 1 && n <= 1024) {
+        p->cfg->workers = (int)n;
+    } else {
+        perr(p, "bad workers '%s' (use 1..1024 or auto)", v);
+    }
+}
+
+static void set_timeout(struct parser *p, const char *key, const char *v, uint64_t *out)
+{
+    uint64_t ms;
+
+    if (config_parse_duration(v, &ms) < 0)
+        perr(p, "bad duration '%s' for %s (use e.g. 500ms, 2s, 1m)", v, key);
+    else if (ms == 0)
+        perr(p, "%s must be greater than 0", key);
+    else
+        *out = ms;
+}
+
+/* Only max_header has a range smaller than size_t, hence the fixed text in its message. */
+static void set_size(struct parser *p, const char *key, const char *v, size_t min, size_t max,
+                     size_t *out)
+{
+    size_t n;
+
+    if (config_parse_size(v, &n) < 0)
+        perr(p, "bad size '%s' for %s (use e.g. 512, 64k, 1m)", v, key);
+    else if (n < min || n > max)
+        perr(p, "%s '%s' out of range (1k..1m)", key, v);
+    else
+        *out = n;
+}
+
+static void set_access_log(struct parser *p, const char *v)
+{
+    free(p->cfg->access_log);
+    p->cfg->access_log = NULL;
+    if (strcmp(v, "off") != 0)
+        p->cfg->access_log = strcmp(v, "stdout") == 0 ? xstrdup(v) : resolve_path(p, v);
+}
+
+static void server_key(struct parser *p, const char *key, const char *v)
+{
+    struct config *cfg = p->cfg;
+    int k = 0;
+
+    while (k < K_COUNT && strcmp(key, server_keys[k]) != 0)
+        k++;
+    if (k == K_COUNT) {
+        perr(p, "unknown key '%s' in [server]", key);
+        return;
+    }
+    if (k != K_LISTEN && !first_time(p, &p->seen[k], key))
+        return;
+    if (!*v) {
+        perr(p, "empty value for '%s'", key);
+        return;
+    }
+    switch (k) {
+    case K_LISTEN: add_listen(p, v); break;
+    case K_WORKERS: set_workers(p, v); break;
+    case K_HEADER_TIMEOUT: set_timeout(p, key, v, &cfg->header_timeout_ms); break;
+    case K_KEEPALIVE_TIMEOUT: set_timeout(p, key, v, &cfg->keepalive_timeout_ms); break;
+    case K_MAX_HEADER: set_size(p, key, v, 1024, 1024 * 1024, &cfg->max_header); break;
+    case K_MAX_BODY: set_size(p, key, v, 0, SIZE_MAX, &cfg->max_body); break;
+    case K_ACCESS_LOG: set_access_log(p, v); break;
+    }
+}
+
+/* "/api/" -> "/api"; NULL (after an error) when not "/" or "/prefix" without '{'. */
+static char *normalise_mount(struct parser *p, const char *v)
+{
+    size_t n = strlen(v);
+
+    if (v[0] != '/' || strpbrk(v, "{} \t")) {
+        perr(p, "bad mount '%s' (must start with '/', without '{' or spaces)", v);
+        return NULL;
+    }
+    while (n > 1 && v[n - 1] == '/')
+        n--;
+    return xstrndup(v, n);
+}
+
+static void plugin_key(struct parser *p, const char *key, const char *v)
+{
+    struct config_plugin *pl = &p->cfg->plugins[p->cfg->nplugins - 1];
+    bool path = strcmp(key, "path") == 0, mount = strcmp(key, "mount") == 0;
+
+    if (path || mount) {
+        if (!first_time(p, path ? &p->path_line : &p->mount_line, key))
+            return;
+        if (!*v)
+            perr(p, "empty value for '%s'", key);
+        else if (path)
+            pl->path = resolve_path(p, v);
+        else
+            pl->mount = normalise_mount(p, v);
+        return;
+    }
+    for (size_t i = 0; i < pl->nkv; i++) {
+        if (strcmp(pl->kv[i].key, key) == 0) {
+            perr(p, "duplicate key '%s' (first at line %d)", key, pl->kv[i].line);
+            return;
+        }
+    }
+    pl->kv = grow(pl->kv, pl->nkv, sizeof *pl->kv);
+    pl->kv[pl->nkv++] = (struct config_kv){ xstrdup(key), xstrdup(v), p->line };
+}
+
+/* Closes the current section: a plugin must have had a path; its mount defaults to "/". */
+static void end_section(struct parser *p)
+{
+    if (p->sec == SEC_PLUGIN) {
+        struct config_plugin *pl = &p->cfg->plugins[p->cfg->nplugins - 1];
+        if (!pl->path) {
+            int line = p->line;
+            p->line = pl->line;
+            perr(p, "plugin '%s' has no path", pl->name);
+            p->line = line;
+        }
+        if (!pl->mount)
+            pl->mount = xstrdup("/");
+    }
+    p->sec = SEC_SKIP;
+}
+
+static void open_plugin(struct parser *p, char **w, size_t n)
+{
+    struct config *cfg = p->cfg;
+
+    if (n != 2) {
+        perr(p, "expected [plugin NAME]");
+        return;
+    }
+    if (strspn(w[1], "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+        != strlen(w[1])) {
+        perr(p, "bad plugin name '%s' (use letters, digits, '_' or '-')", w[1]);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        if (strcmp(cfg->plugins[i].name, w[1]) == 0) {
+            perr(p, "duplicate plugin '%s' (first at line %d)", w[1], cfg->plugins[i].line);
+            return;
+        }
+    }
+    cfg->plugins = grow(cfg->plugins, cfg->nplugins, sizeof *cfg->plugins);
+    cfg->plugins[cfg->nplugins].name = xstrdup(w[1]);
+    cfg->plugins[cfg->nplugins++].line = p->line;
+    p->path_line = p->mount_line = 0;
+    p->sec = SEC_PLUGIN;
+}
+
+static void open_route(struct parser *p, char **w, size_t n)
+{
+    static const char tchar[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~";
+    struct config *cfg = p->cfg;
+
+    if (n != 3) {
+        perr(p, "expected [route METHOD PATH]");
+        return;
+    }
+    if (strspn(w[1], tchar) != strlen(w[1])) {
+        perr(p, "bad method '%s' in [route] (use an uppercase HTTP method such as GET)", w[1]);
+        return;
+    }
+    if (w[2][0] != '/') {
+        perr(p, "bad route path '%s' (must start with '/')", w[2]);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        struct config_route *r = &cfg->routes[i];
+        if (strcmp(r->method, w[1]) == 0 && strcmp(r->path, w[2]) == 0) {
+            perr(p, "duplicate route '%s %s' (first at line %d)", w[1], w[2], r->line);
+            return;
+        }
+    }
+    cfg->routes = grow(cfg->routes, cfg->nroutes, sizeof *cfg->routes);
+    cfg->routes[cfg->nroutes++] = (struct config_route){ xstrdup(w[1]), xstrdup(w[2]), p->line };
+    p->sec = SEC_ROUTE;
+}
+
+/* Splits s in place at blanks; fills up to max words and returns how many there were. */
+static size_t split_words(char *s, char **w, size_t max)
+{
+    size_t n = 0;
+
+    for (s = skip_blanks(s); *s; s = skip_blanks(s)) {
+        if (n < max)
+            w[n] = s;
+        n++;
+        while (*s && !is_blank(*s))
+            s++;
+        if (*s)
+            *s++ = '\0';
+    }
+    return n;
+}
+
+static void parse_header(struct parser *p, char *s)
+{
+    char *close = strchr(s, ']'), *w[3];
+
+    end_section(p);
+    if (!close) {
+        perr(p, "missing ']' in section header");
+        return;
+    }
+    char *rest = skip_blanks(close + 1);
+    if (*rest && *rest != ';' && *rest != '#') {
+        perr(p, "unexpected text after section header");
+        return;
+    }
+    *close = '\0';
+    size_t n = split_words(s + 1, w, 3);
+    if (n == 0)
+        perr(p, "empty section header");
+    else if (strcmp(w[0], "server") == 0 && n == 1)
+        p->sec = SEC_SERVER;
+    else if (strcmp(w[0], "server") == 0)
+        perr(p, "expected [server]");
+    else if (strcmp(w[0], "plugin") == 0)
+        open_plugin(p, w, n);
+    else if (strcmp(w[0], "route") == 0)
+        open_route(p, w, n);
+    else
+        perr(p, "unknown section [%s]", w[0]);
+}
+
+/* Reads the value after '=': trimmed, or "quoted" with \" and \\; *out points into s. */
+static int parse_value(struct parser *p, char *s, char **out)
+{
+    char *start = s, *dst;
+
+    s = skip_blanks(s);
+    if (*s != '"') {
+        char *end = s;
+        while (*end && !is_comment(start, end))
+            end++;
+        *end = '\0';
+        *out = trim(s);
+        return 0;
+    }
+    for (*out = dst = s++; *s != '"'; s++) {
+        if (!*s) {
+            perr(p, "unterminated quoted value");
+            return -1;
+        }
+        if (*s == '\\' && (s[1] == '"' || s[1] == '\\')) {
+            s++;
+        } else if (*s == '\\' && s[1]) {
+            perr(p, "bad escape '\\%c' in quoted value (use \\\" or \\\\)", s[1]);
+            return -1;
+        }
+        *dst++ = *s;
+    }
+    *dst = '\0';
+    s = skip_blanks(s + 1);
+    if (*s && *s != ';' && *s != '#') {
+        perr(p, "unexpected text after quoted value");
+        return -1;
+    }
+    return 0;
+}
+
+static void route_key(struct parser *p, const char *key)
+{
+    const struct config_route *r = &p->cfg->routes[p->cfg->nroutes - 1];
+
+    perr(p, "unknown key '%s' in [route %s %s]", key, r->method, r->path);
+}
+
+static void parse_keyval(struct parser *p, char *s)
+{
+    char *eq = s, *key, *value;
+
+    while (*eq && *eq != '=' && !is_comment(s, eq))
+        eq++;
+    if (*eq != '=') {
+        perr(p, "expected 'key = value' or a [section] header");
+        return;
+    }
+    *eq = '\0';
+    key = trim(s);
+    if (!*key) {
+        perr(p, "missing key before '='");
+        return;
+    }
+    if (strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789_-.") != strlen(key)) {
+        perr(p, "bad key '%s' (use lowercase letters, digits, '_', '-' or '.')", key);
+        return;
+    }
+    if (parse_value(p, eq + 1, &value) < 0)
+        return;
+    switch (p->sec) {
+    case SEC_NONE: perr(p, "key '%s' outside any section", key); break;
+    case SEC_SKIP: break;
+    case SEC_SERVER: server_key(p, key, value); break;
+    case SEC_PLUGIN: plugin_key(p, key, value); break;
+    case SEC_ROUTE: route_key(p, key); break;
+    }
+}
+
+static void parse_line(struct parser *p, const char *text, size_t n)
+{
+    if (n && text[n - 1] == '\r')
+        n--;
+    if (memchr(text, '\0', n)) {
+        perr(p, "NUL byte in line");
+        return;
+    }
+    char *line = xstrndup(text, n), *s = skip_blanks(line);
+    if (*s == '[')
+        parse_header(p, s);
+    else if (*s && *s != ';' && *s != '#')
+        parse_keyval(p, s);
+    free(line);
+}
+
+static struct config *config_new(const char *name)
+{
+    struct config *cfg = grow(NULL, 0, sizeof *cfg);
+
+    cfg->file = xstrdup(name);
+    cfg->workers = 1;
+    cfg->header_timeout_ms = 10 * 1000;
+    cfg->keepalive_timeout_ms = 60 * 1000;
+    cfg->max_header = 8 * 1024;
+    cfg->max_body = 1024 * 1024;
+    return cfg;
+}
+
+struct config *config_parse(const char *text, size_t len, const char *name, char *err,
+                            size_t errlen)
+{
+    struct parser p = { .err = err, .errlen = err ? errlen : 0 };
+    const char *slash;
+
+    assert(name && (text || len == 0));
+    slash = strrchr(name, '/');
+    if (p.errlen)
+        err[0] = '\0';
+    p.cfg = config_new(name);
+    p.dirlen = slash ? (size_t)(slash - name) + 1 : 0;
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) { /* a UTF-8 byte order mark */
+        text += 3;
+        len -= 3;
+    }
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(text + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (text + i)) : len - i;
+        p.line++;
+        parse_line(&p, text + i, n);
+        i += n + 1;
+    }
+    end_section(&p);
+    if (p.nerr) {
+        config_free(p.cfg);
+        return NULL;
+    }
+    if (p.cfg->nlisten == 0) {
+        p.cfg->listen = grow(NULL, 0, sizeof *p.cfg->listen);
+        p.cfg->listen[p.cfg->nlisten++] =
+            (struct config_listen){ xstrdup("127.0.0.1"), xstrdup("8080"), 0 };
+    }
+    return p.cfg;
+}
+
+/* Reads all of f into a new buffer; NULL with errno set on a read error. */
+static char *read_all(FILE *f, size_t *len)
+{
+    size_t cap = 4096, n = 0, got;
+    char *buf = xrealloc(NULL, cap);
+
+    while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap)
+            buf = xrealloc(buf, cap *= 2);
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        errno = e;
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+struct config *config_load(const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "r");
+    struct config *cfg;
+    size_t len;
+    char *text;
+
+    if (!f) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
+        return NULL;
+    }
+    text = read_all(f, &len);
+    if (!text && err && errlen)
+        snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+    fclose(f);
+    if (!text)
+        return NULL;
+    cfg = config_parse(text, len, file, err, errlen);
+    free(text);
+    return cfg;
+}
+
+static void free_plugin(struct config_plugin *pl)
+{
+    for (size_t i = 0; i < pl->nkv; i++) {
+        free(pl->kv[i].key);
+        free(pl->kv[i].value);
+    }
+    free(pl->kv);
+    free(pl->name);
+    free(pl->path);
+    free(pl->mount);
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        free(cfg->listen[i].host);
+        free(cfg->listen[i].port);
+    }
+    for (size_t i = 0; i < cfg->nplugins; i++)
+        free_plugin(&cfg->plugins[i]);
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        free(cfg->routes[i].method);
+        free(cfg->routes[i].path);
+    }
+    free(cfg->listen);
+    free(cfg->plugins);
+    free(cfg->routes);
+    free(cfg->access_log);
+    free(cfg->file);
+    free(cfg);
+}
+
+const char *config_plugin_get(const struct config_plugin *p, const char *key)
+{
+    for (size_t i = 0; p && i < p->nkv; i++)
+        if (strcmp(p->kv[i].key, key) == 0)
+            return p->kv[i].value;
+    return NULL;
+}

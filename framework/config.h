@@ -1,0 +1,86 @@
+/*
+ * config.h - plugins.conf: an INI file read into struct config.
+ *
+ *   [server]            listen (repeatable), workers, header_timeout, keepalive_timeout,
+ *                       max_header, max_body, access_log
+ *   [plugin NAME]       path (required), mount (default "/"), and free keys for the plugin
+ *   [route METHOD PATH] per-route overrides (no keys yet: later issues add middleware keys)
+ *
+ * Lines: "key = value"; comments start with ';' or '#' at the start of a line or after
+ * whitespace; values may be "double-quoted" to keep those characters. Sizes are bytes with
+ * an optional k/m/g suffix (1024-based); durations take ms/s/m/h (a bare number is
+ * seconds). Every error names file:line; nothing unknown is ignored.
+ */
+#ifndef SQUALL_CONFIG_H
+#define SQUALL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config_kv {
+    char *key;
+    char *value;
+    int line;
+};
+
+struct config_listen {
+    char *host; /* NULL for every address ("*:8080", ":8080" or "8080") */
+    char *port; /* decimal, 0..65535; 0 = an ephemeral port */
+    int line;
+};
+
+struct config_plugin {
+    char *name;
+    char *path;  /* as written, resolved against the config file's directory when relative */
+    char *mount; /* "/" or "/prefix" without a trailing slash */
+    struct config_kv *kv; /* free keys, in file order */
+    size_t nkv;
+    int line; /* of the section header */
+};
+
+struct config_route {
+    char *method;
+    char *path;
+    int line;
+};
+
+struct config {
+    char *file; /* name used in messages */
+    struct config_listen *listen;
+    size_t nlisten;       /* at least 1: 127.0.0.1:8080 when none is given */
+    int workers;          /* >= 1; "auto" = number of CPUs online */
+    uint64_t header_timeout_ms;    /* default 10s */
+    uint64_t keepalive_timeout_ms; /* default 60s */
+    size_t max_header;    /* default 8k; at least 1k */
+    size_t max_body;      /* default 1m */
+    char *access_log;     /* NULL = off, "stdout", or a file path */
+    struct config_plugin *plugins;
+    size_t nplugins;
+    struct config_route *routes;
+    size_t nroutes;
+};
+
+/*
+ * Reads and validates file. On error returns NULL and writes every error found to err,
+ * one "file:line: message" per line (a missing file is "file: cannot open: <reason>").
+ * The caller frees the result with config_free.
+ */
+struct config *config_load(const char *file, char *err, size_t errlen);
+
+/* Same, from text in memory; name is used in messages and as the base for relative plugin
+   paths (its directory; the current directory when it has none). */
+struct config *config_parse(const char *text, size_t len, const char *name, char *err,
+                            size_t errlen);
+
+void config_free(struct config *cfg);
+
+/* A plugin's free key, or NULL. The string lives as long as the config. */
+const char *config_plugin_get(const struct config_plugin *p, const char *key);
+
+/* "64k" -> 65536. Returns 0, or -1 when s is not a size. */
+int config_parse_size(const char *s, size_t *out);
+
+/* "500ms" -> 500, "2s" -> 2000, "1m" -> 60000, "3" -> 3000. Returns 0 or -1. */
+int config_parse_duration(const char *s, uint64_t *ms);
+
+#endif

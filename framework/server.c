@@ -1,0 +1,347 @@
+/*
+ * server.c - the host: listeners, plugins, signals and the loop (see server.h).
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+#define ACCEPT_BATCH 64     /* accepts per event, so one listener cannot starve the loop */
+#define ACCEPT_RESUME_MS 100 /* retry accepting this soon after running out of descriptors */
+#define LISTEN_BACKLOG 4096
+
+/* Appends one formatted line to err (lines separated by '\n'). */
+static void err_add(char *err, size_t errlen, const char *fmt, ...) SQ_PRINTF(3, 4);
+static void err_add(char *err, size_t errlen, const char *fmt, ...)
+{
+    size_t n = strlen(err);
+    va_list ap;
+
+    if (n + 2 >= errlen)
+        return;
+    if (n)
+        err[n++] = '\n';
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - n, fmt, ap);
+    va_end(ap);
+}
+
+uint64_t server_now_ms(struct server *srv)
+{
+    struct timeval tv;
+
+    event_base_gettimeofday_cached(srv->base, &tv);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+/* A host serving thousands of connections needs as many descriptors as it may have. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* ---- Accepting ---- */
+
+static void accept_enable(struct server *srv, bool on)
+{
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        if (on)
+            event_add(&srv->listeners[i].ev, NULL);
+        else
+            event_del(&srv->listeners[i].ev);
+    }
+    srv->accept_paused = !on;
+}
+
+/* Out of descriptors: stop accepting (a level-triggered listener would spin) until a
+   connection closes or a moment has passed. */
+static void accept_pause(struct server *srv)
+{
+    struct timeval tv = {0, ACCEPT_RESUME_MS * 1000};
+
+    if (srv->accept_paused)
+        return;
+    log_warn("out of file descriptors with %zu connections: accepting paused", srv->nconns);
+    accept_enable(srv, false);
+    evtimer_add(&srv->resume_ev, &tv);
+}
+
+void server_fd_released(struct server *srv)
+{
+    if (srv->accept_paused) {
+        evtimer_del(&srv->resume_ev);
+        accept_enable(srv, true);
+    }
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    server_fd_released(arg);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+    struct sockaddr_storage ss;
+    int one = 1;
+
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        socklen_t len = sizeof(ss);
+        int cfd = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(l->srv);
+            return;
+        }
+        /* Replies go out whole, once per batch: Nagle would only delay them. */
+        setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        conn_start(l->srv, cfd, (struct sockaddr *)&ss, len);
+    }
+}
+
+/* ---- Listeners ---- */
+
+static int bind_one(const struct config_listen *cl, uint16_t *port, char *why, size_t len)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai;
+    int rc = getaddrinfo(cl->host, cl->port, &hints, &ai), fd = -1, one = 1;
+
+    if (rc != 0) {
+        snprintf(why, len, "%s", gai_strerror(rc));
+        return -1;
+    }
+    /* With no host, getaddrinfo lists the IPv6 wildcard last on most systems; any works. */
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (ai->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    }
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        snprintf(why, len, "%s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                           : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+static int server_listen(struct server *srv, char *err, size_t errlen)
+{
+    const struct config *cfg = srv->cfg;
+    char why[256];
+
+    srv->listeners = xcalloc(cfg->nlisten, sizeof(*srv->listeners));
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        const struct config_listen *cl = &cfg->listen[i];
+        struct listener *l = &srv->listeners[i];
+        l->srv = srv;
+        l->fd = bind_one(cl, &l->port, why, sizeof(why));
+        if (l->fd < 0) {
+            err_add(err, errlen, "%s:%d: cannot listen on %s:%s: %s", cfg->file, cl->line,
+                    cl->host ? cl->host : "*", cl->port, why);
+            return -1;
+        }
+        srv->nlisteners++;
+        event_assign(&l->ev, srv->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
+    }
+    accept_enable(srv, true);
+    return 0;
+}
+
+/* ---- Plugins ---- */
+
+static bool route_exists(struct server *srv, const struct config_route *cr)
+{
+    size_t n = strlen(cr->method);
+
+    for (size_t i = 0; i < srv->nplugins; i++)
+        for (size_t j = 0; j < srv->plugins[i]->nroutes; j++) {
+            const char *label = srv->plugins[i]->routes[j].label;
+            if (strncmp(label, cr->method, n) == 0 && label[n] == ' ' &&
+                strcmp(label + n + 1, cr->path) == 0)
+                return true;
+        }
+    return false;
+}
+
+static int server_load_plugins(struct server *srv, char *err, size_t errlen)
+{
+    const struct config *cfg = srv->cfg;
+    char why[1024];
+    int failed = 0;
+
+    srv->plugins = xcalloc(cfg->nplugins, sizeof(*srv->plugins));
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        struct sq_plugin_ctx *p = plugin_load(&cfg->plugins[i], srv->router, why, sizeof(why));
+        if (!p) {
+            err_add(err, errlen, "%s:%d: %s", cfg->file, cfg->plugins[i].line, why);
+            failed = -1;
+            continue;
+        }
+        srv->plugins[srv->nplugins++] = p;
+    }
+    for (size_t i = 0; i < cfg->nroutes && !failed; i++)
+        if (!route_exists(srv, &cfg->routes[i])) {
+            err_add(err, errlen, "%s:%d: [route %s %s] matches no plugin's route", cfg->file,
+                    cfg->routes[i].line, cfg->routes[i].method, cfg->routes[i].path);
+            failed = -1;
+        }
+    return failed;
+}
+
+/* ---- Loop ---- */
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    char b[16];
+
+    while (read(fd, b, sizeof(b)) > 0)
+        ;
+    event_base_loopbreak(srv->base);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server_stop(arg);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    accesslog_flush(arg);
+}
+
+static int server_events(struct server *srv, int flags, char *err, size_t errlen)
+{
+    if (pipe2(srv->stop_pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+        err_add(err, errlen, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    event_assign(&srv->stop_ev, srv->base, srv->stop_pipe[0], EV_READ | EV_PERSIST, on_stop, srv);
+    event_add(&srv->stop_ev, NULL);
+    evtimer_assign(&srv->resume_ev, srv->base, on_resume, srv);
+    if (flags & SERVER_SIGNALS) {
+        srv->sigint_ev = evsignal_new(srv->base, SIGINT, on_signal, srv);
+        srv->sigterm_ev = evsignal_new(srv->base, SIGTERM, on_signal, srv);
+        evsignal_add(srv->sigint_ev, NULL);
+        evsignal_add(srv->sigterm_ev, NULL);
+    }
+    if (srv->cfg->access_log) {
+        struct timeval sec = {1, 0};
+        srv->accesslog = accesslog_open(srv->cfg->access_log, err, errlen);
+        if (!srv->accesslog)
+            return -1;
+        event_assign(&srv->flush_ev, srv->base, -1, EV_PERSIST, on_flush, srv->accesslog);
+        event_add(&srv->flush_ev, &sec);
+    }
+    return 0;
+}
+
+struct server *server_new(struct config *cfg, int flags, char *err, size_t errlen)
+{
+    struct server *srv = xcalloc(1, sizeof(*srv));
+    struct event_config *ec = event_config_new();
+
+    err[0] = '\0';
+    srv->cfg = cfg;
+    srv->stop_pipe[0] = srv->stop_pipe[1] = -1;
+    srv->limits.max_header = cfg->max_header;
+    srv->limits.max_body = cfg->max_body;
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+    /* One loop per process, only ever touched by its own thread: no locks. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+    srv->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    srv->router = router_new();
+    if (!srv->base || server_load_plugins(srv, err, errlen) < 0 ||
+        server_events(srv, flags, err, errlen) < 0 ||
+        (!(flags & SERVER_NO_LISTEN) && server_listen(srv, err, errlen) < 0)) {
+        if (!srv->base)
+            err_add(err, errlen, "cannot create the event loop");
+        server_free(srv);
+        return NULL;
+    }
+    if (cfg->workers > 1)
+        log_warn("workers = %d: this build serves with one process", cfg->workers);
+    return srv;
+}
+
+int server_run(struct server *srv)
+{
+    return event_base_dispatch(srv->base) < 0 ? -1 : 0;
+}
+
+void server_stop(struct server *srv)
+{
+    ssize_t n = write(srv->stop_pipe[1], "x", 1);
+    (void)n;
+}
+
+void server_free(struct server *srv)
+{
+    if (!srv)
+        return;
+    while (srv->conns)
+        conn_close(srv->conns);
+    conn_free_spares(srv);
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        event_del(&srv->listeners[i].ev);
+        close(srv->listeners[i].fd);
+    }
+    free(srv->listeners);
+    for (size_t i = srv->nplugins; i-- > 0;)
+        plugin_unload(srv->plugins[i]);
+    free(srv->plugins);
+    router_free(srv->router);
+    if (srv->accesslog) {
+        event_del(&srv->flush_ev);
+        accesslog_close(srv->accesslog);
+    }
+    if (srv->sigint_ev) {
+        event_free(srv->sigint_ev);
+        event_free(srv->sigterm_ev);
+    }
+    if (srv->stop_pipe[0] >= 0) {
+        event_del(&srv->stop_ev);
+        event_del(&srv->resume_ev);
+        close(srv->stop_pipe[0]);
+        close(srv->stop_pipe[1]);
+    }
+    if (srv->base)
+        event_base_free(srv->base);
+    config_free(srv->cfg);
+    free(srv);
+}
