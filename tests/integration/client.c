@@ -1,0 +1,4 @@
+/*
+ * client.c - helpers shared by the integration suites (see client.h).
+ */
+#include "client.h"
