@@ -68,7 +68,8 @@ bool http1_name_is(const char *name, size_t len, const char *lower)
 }
 
 /* Steps *pos over the empty lines a client may send before the request line (RFC 9112
-   §2.2). Returns 1 at the first byte of the request line, 0 when more bytes are needed. */
+   §2.2). Returns 1 at the first byte of the request line, 0 when more bytes are needed,
+   -400 on a bare CR or LF. */
 static int skip_empty_lines(const unsigned char *b, size_t n, size_t *pos)
 {
     size_t i = *pos;
@@ -98,7 +99,7 @@ static size_t http_scheme_len(const char *t, size_t n)
 }
 
 /* Derives path and query from the request-target: origin-form, absolute-form with an http(s)
-   scheme, or asterisk-form for OPTIONS. Authority-form (CONNECT) is refused. */
+   scheme, or asterisk-form for OPTIONS. CONNECT (authority-form, tunnels) is refused. */
 static int split_target(struct http1_request *req)
 {
     const char *t = req->target, *q;
@@ -106,6 +107,8 @@ static int split_target(struct http1_request *req)
 
     req->query = NULL;
     req->query_len = 0;
+    if (req->method_len == 7 && memcmp(req->method, "CONNECT", 7) == 0)
+        return -400;
     if (n == 1 && t[0] == '*') {
         req->path = t;
         req->path_len = 1;

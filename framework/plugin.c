@@ -24,9 +24,14 @@ static int check_descriptor(const sq_plugin *d, char *why, size_t len)
                  d->abi_version, SQ_ABI_VERSION);
         return -1;
     }
-    if (d->size < PLUGIN_MIN_SIZE || d->route_size < offsetof(sq_route, handler) + sizeof(void *)) {
-        snprintf(why, len, "ABI mismatch: descriptor size %u, route size %u", d->size,
-                 d->route_size);
+    /* Nothing past the size the plugin states is read. */
+    if (d->size < PLUGIN_MIN_SIZE) {
+        snprintf(why, len, "ABI mismatch: descriptor of %u bytes, at least %zu expected", d->size,
+                 PLUGIN_MIN_SIZE);
+        return -1;
+    }
+    if (d->route_size < offsetof(sq_route, handler) + sizeof(void *)) {
+        snprintf(why, len, "ABI mismatch: routes of %u bytes", d->route_size);
         return -1;
     }
     if (!d->name || !d->routes) {
@@ -67,6 +72,8 @@ static int mount_routes(struct sq_plugin_ctx *p, struct router *router, char *wh
                      rt->path ? "handler" : "path");
             return -1;
         }
+        if (router_check_pattern(rt->path, why, len) < 0) /* before the mount hides it */
+            return -1;
         char *full = join_path(p->cfg->mount, rt->path);
         char rerr[256];
         int rc = router_add(router, rt->method, full, e, rerr, sizeof(rerr));
@@ -92,7 +99,10 @@ static int open_library(struct sq_plugin_ctx *p, char *why, size_t len)
         snprintf(why, len, "%s", strerror(errno));
         return -1;
     }
-    p->dl = dlopen(p->path, RTLD_NOW | RTLD_LOCAL);
+    /* A name without '/' would make dlopen search the system's library path. */
+    char *local = strchr(p->path, '/') ? NULL : join_path("./", p->path);
+    p->dl = dlopen(local ? local : p->path, RTLD_NOW | RTLD_LOCAL);
+    free(local);
     if (!p->dl) {
         snprintf(why, len, "not a loadable shared object: %s", dlerror());
         return -1;

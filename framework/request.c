@@ -69,6 +69,8 @@ static char pct_next(const char *src, size_t n, size_t *i, bool plus)
     return c;
 }
 
+/* Decodes src[0..n) into the arena. A "%00" would cut the C string short and let a
+   check see less than the value holds, so it makes the value unreadable (NULL). */
 static char *pct_decode(struct arena *a, const char *src, size_t n, bool plus)
 {
     char *dst = arena_alloc(a, n + 1);
@@ -79,7 +81,10 @@ static char *pct_decode(struct arena *a, const char *src, size_t n, bool plus)
         return NULL;
     }
     while (i < n)
-        dst[j++] = pct_next(src, n, &i, plus);
+        if ((dst[j++] = pct_next(src, n, &i, plus)) == '\0') {
+            errmsg_set("the value contains an encoded NUL (%%00)");
+            return NULL;
+        }
     dst[j] = '\0';
     return dst;
 }
@@ -133,13 +138,17 @@ const char *sq_param(sq_req *r, const char *name)
 int64_t sq_param_int(sq_req *r, const char *name)
 {
     int i = param_index(r, name);
-    char tmp[24];
 
-    if (i < 0 || r->params.p[i].len >= sizeof(tmp))
+    if (i < 0)
         return 0;
-    memcpy(tmp, r->params.p[i].value, r->params.p[i].len);
-    tmp[r->params.p[i].len] = '\0';
-    return strtoll(tmp, NULL, 10);
+    /* The router matched {name:int}: an optional '-' and digits that fit in int64 (any
+       number of leading zeros). Accumulating negatively reaches INT64_MIN too. */
+    const char *s = r->params.p[i].value, *end = s + r->params.p[i].len;
+    bool neg = s < end && *s == '-';
+    int64_t v = 0;
+    for (s += neg; s < end && *s >= '0' && *s <= '9'; s++)
+        v = v * 10 - (*s - '0');
+    return neg ? v : -v;
 }
 
 const char *sq_header(sq_req *r, const char *name)

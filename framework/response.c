@@ -17,7 +17,7 @@ static const struct {
     {405, "Method Not Allowed"}, {406, "Not Acceptable"}, {408, "Request Timeout"},
     {409, "Conflict"}, {410, "Gone"}, {411, "Length Required"}, {412, "Precondition Failed"},
     {413, "Content Too Large"}, {414, "URI Too Long"}, {415, "Unsupported Media Type"},
-    {416, "Range Not Satisfiable"}, {417, "Expectation Failed"}, {422, "Unprocessable Content"},
+    {416, "Range Not Satisfiable"}, {417, "Expectation Failed"}, {418, "I'm a teapot"}, {422, "Unprocessable Content"},
     {425, "Too Early"}, {426, "Upgrade Required"}, {428, "Precondition Required"},
     {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
     {500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},

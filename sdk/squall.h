@@ -125,13 +125,14 @@ const char *sq_query_string(sq_req *r);
 
 /*
  * The first query argument called name, percent-decoded and with '+' read as a space
- * ("?q=a+b%21" -> "a b!"); "" for "?q" or "?q="; NULL when absent or out of memory.
+ * ("?q=a+b%21" -> "a b!"); "" for "?q" or "?q="; NULL when absent, when the value holds
+ * an encoded NUL ("%00"), or out of memory.
  * The decoded copy lives in the request's arena.
  */
 const char *sq_query(sq_req *r, const char *name);
 
 /* The path parameter called name from the route pattern, percent-decoded; NULL if the
-   route has no such parameter. */
+   route has no such parameter or its value holds an encoded NUL ("%00"). */
 const char *sq_param(sq_req *r, const char *name);
 
 /* An {name:int} parameter as a number (the router has checked it fits); 0 when absent. */

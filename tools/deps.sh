@@ -16,6 +16,8 @@ need_pc check check
 need_cmd curl curl
 need_cmd python3 python3
 need_cmd wrk wrk
+need_cmd strace strace
+need_cmd prlimit util-linux
 
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ]; then

@@ -1,7 +1,207 @@
 /*
  * client.h - helpers shared by the integration suites: raw sockets, a spawned host.
+ *
+ * A test talks to a real host over real sockets on 127.0.0.1. The host is either in-process
+ * (sq_test_start from sdk/squall_test.h) or a spawned `$SQ_BUILD/squall` (client_spawn),
+ * when the test needs process-level things: rlimits, strace, CPU time, exit status.
+ *
+ * A client_conn is one non-blocking socket with a receive buffer: bytes read but not yet
+ * parsed stay in it, so pipelined replies are parsed one after another, in order. Every
+ * wait takes a timeout in milliseconds, so a server that hangs fails the test instead of
+ * hanging it.
  */
 #ifndef SQUALL_TEST_CLIENT_H
 #define SQUALL_TEST_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- Paths and time ---- */
+
+/* The build directory: $SQ_BUILD (set by `make test`), else "build". */
+const char *client_build_dir(void);
+
+/* Writes the absolute path of <build dir>/rel to out. Returns out, or NULL if it is too
+   long. The file need not exist. */
+char *client_build_path(const char *rel, char *out, size_t len);
+
+/*
+ * Writes to out a plugins.conf that serves the hello plugin from the build directory
+ * (absolute path, so it works in-process and in a spawned host alike), with server_keys
+ * (NULL or "key = value\n" lines) in its [server] section. Returns out, or NULL if too long.
+ */
+char *client_hello_conf(const char *server_keys, char *out, size_t len);
+
+/* Milliseconds on the monotonic clock. */
+int64_t client_now_ms(void);
+
+/* Sleeps for ms milliseconds. */
+void client_sleep_ms(int ms);
+
+/* Raises this process's RLIMIT_NOFILE soft limit to the hard limit; returns the new soft
+   limit. */
+long client_raise_nofile(void);
+
+/* ---- A spawned host ---- */
+
+struct client_spawn_opts {
+    const char *const *wrap; /* NULL, or a NULL-terminated argv prefix run in front of
+                                squall, e.g. {"strace", "-f", "-o", FILE, NULL} */
+    long nofile;             /* > 0: RLIMIT_NOFILE (soft and hard) of the host */
+    bool no_wait;            /* return at once, without waiting for the listener */
+};
+
+struct client_proc {
+    pid_t pid;        /* the process started: the wrapper when there is one */
+    bool wrapped;     /* pid is a wrapper (strace, ...) whose child is the host */
+    uint16_t port;    /* the port its first listener is bound to, once ready */
+    bool exited;      /* it has exited and been reaped; status is its wait status */
+    int status;
+    int err_fd;       /* its stderr (an unlinked temporary file), read by client_proc_stderr */
+    char conf[64];    /* the temporary config file, removed once the host has read it */
+};
+
+/*
+ * Writes conf to a temporary file and starts `<build>/squall -c FILE` in its own process
+ * group, stderr captured. When conf has no `listen` key it gets `listen = 127.0.0.1:0`.
+ * Unless o->no_wait, waits (up to 10 s) for the "listening on" log line, takes the port
+ * from it and waits until a connect succeeds. The host is killed when the test process
+ * dies, so a failed or timed-out test leaves nothing behind (a wrapped host runs under
+ * `setpriv --pdeathsig KILL` for the same reason).
+ * o may be NULL. Returns 0 when the host answers; -1 when it exited (p->status, and its
+ * stderr) or did not come up. Either way release p with client_proc_stop.
+ */
+int client_spawn(struct client_proc *p, const char *conf, const struct client_spawn_opts *o);
+
+/* The host's own pid: p->pid, or the wrapper's child when there is a wrapper (0 if none). */
+pid_t client_proc_host_pid(const struct client_proc *p);
+
+/* Waits up to timeout_ms for the process to exit. Returns its wait status, or -1. */
+int client_proc_wait(struct client_proc *p, int timeout_ms);
+
+/*
+ * Stops the process if it still runs (SIGTERM to the host, SIGKILL after 5 s), reaps it and
+ * releases p's files. Returns the wait status (also in p->status), or -1 when nothing ran.
+ */
+int client_proc_stop(struct client_proc *p);
+
+/* What the process wrote to stderr so far, NUL-terminated; the caller frees it. */
+char *client_proc_stderr(const struct client_proc *p);
+
+/* utime + stime of pid in clock ticks (from /proc/PID/stat), or -1. */
+long client_cpu_ticks(pid_t pid);
+
+/* ---- Connections ---- */
+
+struct client_conn {
+    int fd;
+    char *buf;       /* received bytes; buf[pos..len) are not parsed yet */
+    size_t len, cap, pos;
+    bool closed;     /* the peer closed (EOF) or reset the connection */
+    bool reset;      /* it was a reset (ECONNRESET) */
+};
+
+/* Connects to 127.0.0.1:port (blocking connect, then non-blocking). NULL on failure. */
+struct client_conn *client_open(uint16_t port);
+
+/* Starts a non-blocking connect: the socket may not be connected yet. NULL on failure. */
+struct client_conn *client_open_nb(uint16_t port);
+
+/* Closes the socket (if still open) and frees c. c may be NULL. */
+void client_close(struct client_conn *c);
+
+/* Sends all n bytes, waiting up to 5 s for room. Returns 0, or -1 (the peer is gone). */
+int client_send(struct client_conn *c, const void *data, size_t n);
+int client_send_str(struct client_conn *c, const char *s);
+
+/*
+ * Sends all n bytes while reading whatever arrives into the buffer, as a pipelining client
+ * does: a server that stops reading until its replies are read cannot deadlock the two.
+ * Returns 0, or -1 on a timeout or when the peer went away first.
+ */
+int client_send_reading(struct client_conn *c, const void *data, size_t n, int timeout_ms);
+
+/* Sets SO_RCVBUF: a small one makes the server's sends block sooner. */
+void client_set_rcvbuf(struct client_conn *c, int bytes);
+
+/*
+ * Sends data in pieces of a pseudo-random size in [min, max] (a fixed seed: runs repeat),
+ * pausing pause_us microseconds after each, with TCP_NODELAY so each piece is its own
+ * segment. min == max == 1 sends byte by byte. Returns 0 or -1.
+ */
+int client_send_pieces(struct client_conn *c, const void *data, size_t n, size_t min, size_t max,
+                       int pause_us);
+
+/* Shuts down the sending side (the client half-closes). */
+void client_shutdown_write(struct client_conn *c);
+
+/*
+ * Waits up to timeout_ms for the socket to be readable and reads once into the buffer.
+ * Returns the bytes read (> 0), 0 when the peer closed (c->closed), -1 on timeout.
+ */
+int client_fill(struct client_conn *c, int timeout_ms);
+
+/*
+ * Reads until the peer closes, up to timeout_ms; what arrives is appended to the buffer.
+ * Returns true when it closed in time.
+ */
+bool client_wait_close(struct client_conn *c, int timeout_ms);
+
+/* Bytes received and not yet parsed as replies. */
+size_t client_unparsed(const struct client_conn *c);
+
+/* ---- Replies ---- */
+
+#define CLIENT_MAX_HEADERS 32
+
+struct client_header {
+    char *name, *value; /* NUL-terminated, value without surrounding whitespace */
+};
+
+struct client_res {
+    int status;  /* e.g. 200 */
+    int minor;   /* HTTP/1.<minor> */
+    struct client_header headers[CLIENT_MAX_HEADERS];
+    size_t nheaders;
+    char *body;  /* NUL-terminated (the NUL not counted in body_len) */
+    size_t body_len;
+    size_t raw_len; /* bytes of the whole reply on the wire */
+    char *mem;      /* owns the strings above */
+};
+
+/*
+ * Parses one reply at data[0..n). head: it answers a HEAD request (no body whatever
+ * Content-Length says); eof: no more bytes will come (a reply without Content-Length then
+ * ends here). 1xx, 204 and 304 replies have no body. Returns the reply's length (> 0),
+ * 0 when more bytes are needed, or -1 when it is malformed. Release res with
+ * client_res_free.
+ */
+long client_parse_reply(const char *data, size_t n, bool head, bool eof, struct client_res *res);
+
+/* Reads and parses the next reply on c (see client_parse_reply). Returns 0, or -1 on a
+   timeout, a close before the reply was whole, or a malformed reply. */
+int client_read_reply(struct client_conn *c, struct client_res *res, bool head, int timeout_ms);
+
+/* Sends req and reads one reply: client_send_str + client_read_reply. */
+int client_roundtrip(struct client_conn *c, const char *req, struct client_res *res,
+                     int timeout_ms);
+
+/* The value of the first header called name (any case), or NULL. */
+const char *client_res_header(const struct client_res *res, const char *name);
+
+/* How many headers called name the reply has. */
+int client_res_header_count(const struct client_res *res, const char *name);
+
+void client_res_free(struct client_res *res);
+
+/*
+ * Drives many connections at once (poll): sends req on each, waits for one whole reply on
+ * each, up to timeout_ms in all. status[i] gets each reply's status (0 when none came).
+ * Returns how many got a reply.
+ */
+size_t client_round(struct client_conn **cs, size_t n, const char *req, int *status,
+                    int timeout_ms);
 
 #endif
