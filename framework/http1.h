@@ -19,7 +19,7 @@
 #define HTTP1_MAX_TARGET 4096
 
 struct http1_limits {
-    size_t max_header; /* request line + header block, bytes; over it: 431 */
+    size_t max_header; /* request line + header block, bytes; over it: 431 (at most INT_MAX) */
     size_t max_body;   /* declared Content-Length over it: 413 */
 };
 
@@ -48,7 +48,7 @@ struct http1_request {
     bool chunked;           /* Transfer-Encoding: chunked */
     bool keep_alive;        /* HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with
                                "Connection: keep-alive" */
-    bool expect_continue;   /* "Expect: 100-continue" */
+    bool expect_continue;   /* "Expect: 100-continue" on HTTP/1.1 */
     bool has_host;
     size_t header_len; /* bytes of request line + headers, final CRLF included */
 };
@@ -61,7 +61,8 @@ struct http1_request {
  * Returns header_len (> 0) when the header block is complete and valid; 0 when more bytes
  * are needed; or a negative HTTP status to answer before closing:
  *   -400 malformed request line, method, target, header name or value, NUL or obs-fold,
- *        whitespace before a colon, missing Host on HTTP/1.1, Content-Length together with
+ *        whitespace before a colon, missing, repeated or malformed Host on HTTP/1.1, a
+ *        CONNECT request (squall is no tunnel), Content-Length together with
  *        Transfer-Encoding, conflicting or malformed Content-Length, a transfer coding other
  *        than one "chunked", or Transfer-Encoding on HTTP/1.0
  *   -413 declared Content-Length over lim->max_body
@@ -77,8 +78,9 @@ int http1_parse_request(const char *buf, size_t len, const struct http1_limits *
 /* Incremental decoder of a chunked body (RFC 9112 §7.1). Extensions and trailers are
    accepted and ignored. */
 struct http1_chunked {
-    int state;
-    uint64_t remaining; /* data bytes left in the current chunk */
+    int state;          /* negative: the sticky error status */
+    uint64_t remaining; /* data bytes left in the current chunk; after the last chunk,
+                           the bytes the trailers may still use */
     uint64_t total;     /* data bytes decoded so far */
     uint64_t max_body;
     size_t line;        /* bytes seen in the current size or trailer line, for limits */

@@ -356,14 +356,14 @@ START_TEST(test_pipeline_5000_with_slow_reader_in_order)
     enum { N = 5000 };
     size_t one = strlen(GET_PLAIN), two = strlen(GET_JSON), n = 0;
     char *reqs = malloc((N / 2) * (one + two) + 1);
-    struct client_conn *c = conn_open();
+    struct client_conn *c = client_open_rcvbuf(port, 4096);
     struct client_res res;
 
+    ck_assert(c);
     for (int i = 0; i < N; i++) {
         memcpy(reqs + n, i % 2 ? GET_JSON : GET_PLAIN, i % 2 ? two : one);
         n += i % 2 ? two : one;
     }
-    client_set_rcvbuf(c, 4096);
     ck_assert_int_eq(client_send_reading(c, reqs, n, 5000), 0);
     for (int i = 0; i < N; i++) {
         ck_assert_msg(client_read_reply(c, &res, false, T_MS) == 0, "reply %d missing", i);

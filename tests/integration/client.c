@@ -358,7 +358,8 @@ static struct client_conn *conn_new(int fd)
     return c;
 }
 
-static struct client_conn *open_local(uint16_t port, bool wait)
+/* Connects to 127.0.0.1:port; wait: a blocking connect; rcvbuf > 0: SO_RCVBUF first. */
+static struct client_conn *open_local(uint16_t port, bool wait, int rcvbuf)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (wait ? 0 : SOCK_NONBLOCK), 0);
@@ -366,6 +367,8 @@ static struct client_conn *open_local(uint16_t port, bool wait)
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (fd < 0)
         return NULL;
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && (wait || errno != EINPROGRESS)) {
         close(fd);
         return NULL;
@@ -377,12 +380,17 @@ static struct client_conn *open_local(uint16_t port, bool wait)
 
 struct client_conn *client_open(uint16_t port)
 {
-    return open_local(port, true);
+    return open_local(port, true, 0);
+}
+
+struct client_conn *client_open_rcvbuf(uint16_t port, int rcvbuf)
+{
+    return open_local(port, true, rcvbuf);
 }
 
 struct client_conn *client_open_nb(uint16_t port)
 {
-    return open_local(port, false);
+    return open_local(port, false, 0);
 }
 
 void client_close(struct client_conn *c)
@@ -445,11 +453,6 @@ int client_send_reading(struct client_conn *c, const void *data, size_t n, int t
         }
     }
     return 0;
-}
-
-void client_set_rcvbuf(struct client_conn *c, int bytes)
-{
-    setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
 }
 
 /* A small fixed-seed generator, so the pieces are the same in every run. */

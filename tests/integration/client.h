@@ -106,6 +106,10 @@ struct client_conn {
 /* Connects to 127.0.0.1:port (blocking connect, then non-blocking). NULL on failure. */
 struct client_conn *client_open(uint16_t port);
 
+/* Like client_open, with SO_RCVBUF set to rcvbuf before connecting (set after, it makes TCP
+   stall on a window it cannot shrink): a small one makes the server's sends block sooner. */
+struct client_conn *client_open_rcvbuf(uint16_t port, int rcvbuf);
+
 /* Starts a non-blocking connect: the socket may not be connected yet. NULL on failure. */
 struct client_conn *client_open_nb(uint16_t port);
 
@@ -122,9 +126,6 @@ int client_send_str(struct client_conn *c, const char *s);
  * Returns 0, or -1 on a timeout or when the peer went away first.
  */
 int client_send_reading(struct client_conn *c, const void *data, size_t n, int timeout_ms);
-
-/* Sets SO_RCVBUF: a small one makes the server's sends block sooner. */
-void client_set_rcvbuf(struct client_conn *c, int bytes);
 
 /*
  * Sends data in pieces of a pseudo-random size in [min, max] (a fixed seed: runs repeat),
