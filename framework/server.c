@@ -80,7 +80,9 @@ static void accept_pause(struct server *srv)
 
     if (srv->accept_paused)
         return;
-    log_warn("out of file descriptors with %zu connections: accepting paused", srv->nconns);
+    if (!srv->fd_warned) /* once per shortage, not at every retry */
+        log_warn("out of file descriptors with %zu connections: accepting paused", srv->nconns);
+    srv->fd_warned = true;
     accept_enable(srv, false);
     evtimer_add(&srv->resume_ev, &tv);
 }
@@ -114,6 +116,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
                 accept_pause(l->srv);
             return;
         }
+        l->srv->fd_warned = false;
         /* Replies go out whole, once per batch: Nagle would only delay them. */
         setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         conn_start(l->srv, cfd, (struct sockaddr *)&ss, len);

@@ -45,6 +45,7 @@ struct server {
     size_t nspare;
 
     bool accept_paused;     /* out of descriptors: listeners off until resume_ev */
+    bool fd_warned;         /* the shortage was logged; cleared by the next accept */
     struct event resume_ev;
     struct event flush_ev;  /* access log flush, once a second */
     struct event stop_ev;   /* the read end of stop_pipe */

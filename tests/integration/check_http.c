@@ -7,16 +7,18 @@
  * $SQ_BUILD/squall. Run from the repository root.
  */
 #include <check.h>
-#include <signal.h>
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "client.h"
+#include "log.h" /* log_init: the in-process host logs at the level SQUALL_LOG sets */
 #include "squall_test.h"
 
 #define T_MS 3000        /* waiting for one reply */
@@ -90,10 +92,11 @@ static void expect_reply(struct client_conn *c, int status, const char *body)
     client_res_free(&res);
 }
 
-/* Checks that the server closes c soon, sending nothing more. */
+/* Checks that the server closes c soon (a close, not a reset), sending nothing more. */
 static void expect_closed(struct client_conn *c)
 {
     ck_assert_msg(client_wait_close(c, CLOSE_MS), "the server kept the connection open");
+    ck_assert_msg(!c->reset, "the server reset the connection instead of closing it");
     ck_assert_msg(client_unparsed(c) == 0, "%zu bytes after the last reply: %.60s",
                   client_unparsed(c), c->buf + c->pos);
 }
@@ -118,7 +121,8 @@ static void add_echo(char *out, size_t cap, size_t *n, const char *body)
 /* The body of the i-th pipelined echo: distinct, and of varying length. */
 static const char *echo_body(int i, char *out, size_t len)
 {
-    snprintf(out, len, "body-%02d-%.*s", i, i * 3, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    snprintf(out, len, "body-%02d-%.*s", i, i * 3,
+             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
     return out;
 }
 
@@ -195,11 +199,11 @@ END_TEST
 
 START_TEST(test_connection_close_closes)
 {
+    static const char req[] = "GET /plaintext HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     struct client_conn *c = conn_open();
     struct client_res res;
 
-    ck_assert_int_eq(client_roundtrip(c, "GET /plaintext HTTP/1.1\r\nHost: t\r\n"
-                                         "Connection: close\r\n\r\n", &res, T_MS), 0);
+    ck_assert_int_eq(client_roundtrip(c, req, &res, T_MS), 0);
     ck_assert_int_eq(res.status, 200);
     ck_assert_pstr_eq(client_res_header(&res, "Connection"), "close");
     client_res_free(&res);
@@ -232,7 +236,8 @@ START_TEST(test_half_closed_client_gets_big_reply)
 
     memset(body, 'x', n);
     body[n] = '\0';
-    snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
+    snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             n);
     client_send_str(c, head);
     client_send(c, body, n);
     client_shutdown_write(c);
@@ -340,8 +345,8 @@ START_TEST(test_pipeline_stops_at_connection_close)
 {
     struct client_conn *c = conn_open();
 
-    client_send_str(c, GET_PLAIN "GET /json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-                       GET_PLAIN);
+    client_send_str(c, GET_PLAIN
+                    "GET /json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" GET_PLAIN);
     expect_reply(c, 200, HELLO);
     expect_reply(c, 200, HELLO_JSON);
     expect_closed(c);
@@ -417,8 +422,10 @@ static void pipeline_big_bodies(bool chunked)
         if (chunked) {
             add_chunked_echo(reqs, &n, body, BIG_BODY);
         } else {
-            n += (size_t)sprintf(reqs + n, "POST /echo HTTP/1.1\r\nHost: t\r\n"
-                                           "Content-Length: %d\r\n\r\n", BIG_BODY);
+            n += (size_t)sprintf(reqs + n,
+                                 "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                                 "Content-Length: %d\r\n\r\n",
+                                 BIG_BODY);
             memcpy(reqs + n, body, BIG_BODY);
             n += BIG_BODY;
         }
@@ -468,8 +475,8 @@ static bool in_path(const char *prog)
 }
 
 struct send_count {
-    int calls;   /* send-family calls on the client socket */
-    long bytes;  /* the bytes they sent */
+    int calls;  /* send-family calls on the client socket */
+    long bytes; /* the bytes they sent */
 };
 
 /* Counts, in an strace -f log, the send-family calls on the descriptor whose first send
@@ -502,9 +509,9 @@ static struct send_count count_sends(const char *file)
 
 START_TEST(test_pipelined_replies_sent_in_one_batch)
 {
-    const char *wrap[] = {"strace", "-f", "-e", "trace=sendto,write,writev,sendmsg", "-o", NULL,
-                          NULL};
     char trace[] = "/tmp/squall-strace-XXXXXX", conf[4096], reqs[8192];
+    const char *wrap[] = {"strace", "-f",  "-e", "trace=sendto,write,writev,sendmsg",
+                          "-o",     trace, NULL};
     struct client_proc p;
 
     ck_assert_msg(in_path("strace"), "strace not found in PATH: install it (apt-get install "
@@ -512,7 +519,6 @@ START_TEST(test_pipelined_replies_sent_in_one_batch)
     int tfd = mkstemp(trace);
     ck_assert(tfd >= 0);
     close(tfd);
-    wrap[5] = trace;
     struct client_spawn_opts o = {.wrap = wrap};
     ck_assert(client_hello_conf(NULL, conf, sizeof(conf)));
     int rc = client_spawn(&p, conf, &o);
@@ -527,7 +533,7 @@ START_TEST(test_pipelined_replies_sent_in_one_batch)
     pipeline_expect(c);
     size_t got = c->len;
     client_close(c);
-    client_proc_stop(&p);
+    client_proc_free(&p);
     struct send_count sc = count_sends(trace);
     unlink(trace);
     ck_assert_msg(sc.calls == 1, "%d send calls for %d pipelined replies (want 1)", sc.calls,
@@ -696,7 +702,8 @@ START_TEST(test_body_at_max_body_accepted)
     struct client_conn *c = conn_open();
     struct client_res res;
 
-    int n = snprintf(req, sizeof(req), "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n");
+    int n = snprintf(req, sizeof(req),
+                     "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1024\r\n\r\n");
     memset(req + n, 'b', 1024);
     req[n + 1024] = '\0';
     ck_assert_int_eq(client_roundtrip(c, req, &res, T_MS), 0);
@@ -712,8 +719,9 @@ START_TEST(test_chunked_body_over_max_body_413)
     char req[4096];
     struct client_conn *c = conn_open();
 
-    int n = snprintf(req, sizeof(req), "POST /echo HTTP/1.1\r\nHost: t\r\n"
-                                       "Transfer-Encoding: chunked\r\n\r\n320\r\n");
+    int n = snprintf(req, sizeof(req),
+                     "POST /echo HTTP/1.1\r\nHost: t\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n320\r\n");
     memset(req + n, 'c', 800);
     snprintf(req + n + 800, sizeof(req) - (size_t)n - 800, "\r\n320\r\n");
     client_send_str(c, req); /* the second chunk would pass 1k: refused before its data */
@@ -803,7 +811,9 @@ END_TEST
 
 /* ---- 5. Bad input: a status, then the server closes ---- */
 
+/* clang-format off */
 #define BAD(why, req, status) {why, req, sizeof(req) - 1, status}
+/* clang-format on */
 #define H11(first, rest) first " HTTP/1.1\r\nHost: t\r\n" rest "\r\n"
 #define POST_ECHO(hdrs) "POST /echo HTTP/1.1\r\nHost: t\r\n" hdrs "\r\n"
 
@@ -869,8 +879,10 @@ static void expect_refused(const char *why, const char *req, size_t len, int sta
     ck_assert_msg(client_res_header(&res, "Connection") &&
                       strcmp(client_res_header(&res, "Connection"), "close") == 0,
                   "%s: no Connection: close", why);
+    expect_standard_headers(&res, false);
     client_res_free(&res);
     ck_assert_msg(client_wait_close(c, CLOSE_MS), "%s: the server kept the connection open", why);
+    ck_assert_msg(!c->reset, "%s: the server reset the connection", why);
     ck_assert_msg(client_unparsed(c) == 0, "%s: bytes after the reply", why);
     client_close(c);
 }
@@ -906,6 +918,29 @@ START_TEST(test_headers_over_max_header_431)
     strcpy(req + k + n, "\r\n\r\n");
     expect_refused("9000-byte header", req, strlen(req), 431);
     free(req);
+}
+END_TEST
+
+/* A head of n bytes (request line and headers, final CRLF included) into req. */
+static size_t head_of_size(char *req, size_t n)
+{
+    size_t k = (size_t)sprintf(req, "GET /plaintext HTTP/1.1\r\nHost: t\r\nX-Pad: ");
+
+    memset(req + k, 'a', n - k - 4);
+    strcpy(req + n - 4, "\r\n\r\n");
+    return n;
+}
+
+/* max_header (8k) is the largest head accepted: one byte more is 431. */
+START_TEST(test_head_of_max_header_accepted_one_more_431)
+{
+    char req[8300];
+    struct client_conn *c = conn_open();
+
+    client_send(c, req, head_of_size(req, 8192));
+    expect_reply(c, 200, HELLO);
+    client_close(c);
+    expect_refused("8193-byte head", req, head_of_size(req, 8193), 431);
 }
 END_TEST
 
@@ -1060,6 +1095,56 @@ START_TEST(test_slow_body_with_progress_stays_open)
 }
 END_TEST
 
+/*
+ * Keeps sending echo requests on c without ever reading, until the server gives up on the
+ * connection. Returns the milliseconds from start to that, and in *stall the milliseconds
+ * from the last byte the server took to that; -1 if it is still open after 4 s.
+ */
+static long send_unread_until_closed(struct client_conn *c, long *stall)
+{
+    size_t body = 256 * 1024, len;
+    char *req = malloc(body + 128);
+    int64_t start = client_now_ms(), last = start, off = 0;
+    long ms = -1;
+
+    len =
+        (size_t)sprintf(req, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", body);
+    memset(req + len, 'u', body);
+    len += body;
+    while (ms < 0 && client_now_ms() - start < 4000) {
+        struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+        poll(&pfd, 1, 10);
+        ssize_t w = send(c->fd, req + off, len - (size_t)off, MSG_NOSIGNAL);
+        if (w > 0) {
+            off = (off + w) % (int64_t)len;
+            last = client_now_ms();
+        } else if ((w < 0 && errno != EAGAIN) || (pfd.revents & (POLLERR | POLLHUP))) {
+            ms = (long)(client_now_ms() - start);
+        }
+    }
+    *stall = (long)(client_now_ms() - last);
+    free(req);
+    return ms;
+}
+
+/* A client that sends requests but never reads the replies is closed once they have not
+   moved for keepalive_timeout, its requests unanswered. */
+START_TEST(test_unread_replies_closed_at_keepalive_timeout)
+{
+    struct client_conn *c = client_open_rcvbuf(port, 4096);
+    long stall;
+
+    ck_assert(c);
+    long ms = send_unread_until_closed(c, &stall);
+    ck_assert_msg(ms >= 0, "still open after 4 s with its replies unread");
+    ck_assert_msg(ms >= 900 && stall <= 1600,
+                  "closed after %ld ms, %ld ms after the last "
+                  "progress; want ~1000",
+                  ms, stall);
+    client_close(c);
+}
+END_TEST
+
 /* ---- 7. Many connections, and running out of descriptors ---- */
 
 #define NCONNS 1000
@@ -1069,7 +1154,11 @@ START_TEST(test_1000_keepalive_clients)
     static struct client_conn *cs[NCONNS];
     static int status[NCONNS];
 
-    ck_assert_int_ge(client_raise_nofile(), 2 * NCONNS + 100);
+    long nofile = client_raise_nofile();
+    ck_assert_msg(nofile >= 2 * NCONNS + 100,
+                  "RLIMIT_NOFILE hard limit %ld: need %d descriptors "
+                  "for both ends of %d connections",
+                  nofile, 2 * NCONNS + 100, NCONNS);
     for (size_t i = 0; i < NCONNS; i++) {
         cs[i] = client_open_nb(port);
         ck_assert_msg(cs[i], "connection %zu failed", i);
@@ -1109,13 +1198,15 @@ START_TEST(test_out_of_descriptors_no_spin_then_recovers)
 
     ck_assert(client_hello_conf(NULL, conf, sizeof(conf)));
     int rc = client_spawn(&p, conf, &o);
-    ck_assert_msg(rc == 0, "squall did not start with 64 descriptors");
+    char *err = client_proc_stderr(&p);
+    ck_assert_msg(rc == 0, "squall did not start with 64 descriptors: %s", err);
+    free(err);
     for (int i = 0; i < N; i++) {
         cs[i] = client_open(p.port);
         ck_assert_msg(cs[i], "connect %d failed", i);
     }
     client_sleep_ms(300);
-    char *err = client_proc_stderr(&p);
+    err = client_proc_stderr(&p);
     ck_assert_msg(strstr(err, "out of file descriptors"), "never ran out of descriptors: %s", err);
     free(err);
 
@@ -1138,6 +1229,7 @@ START_TEST(test_out_of_descriptors_no_spin_then_recovers)
         ok = serves(p.port);
     ck_assert_msg(ok, "no 200 after the connections closed");
     int st = client_proc_stop(&p);
+    client_proc_free(&p);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "squall exit status %#x", st);
 }
 END_TEST
@@ -1207,6 +1299,7 @@ static Suite *http_suite(void)
                         (int)(sizeof(bad_cases) / sizeof(bad_cases[0])));
     tcase_add_test(tc, test_bad_request_after_good_one);
     tcase_add_test(tc, test_headers_over_max_header_431);
+    tcase_add_test(tc, test_head_of_max_header_accepted_one_more_431);
     tcase_add_test(tc, test_too_many_headers_431);
     tcase_add_test(tc, test_target_over_4k_414);
 
@@ -1219,6 +1312,7 @@ static Suite *http_suite(void)
     tcase_add_test(tc, test_idle_keepalive_closed_at_keepalive_timeout);
     tcase_add_test(tc, test_busy_connection_stays_open);
     tcase_add_test(tc, test_slow_body_with_progress_stays_open);
+    tcase_add_test(tc, test_unread_replies_closed_at_keepalive_timeout);
 
     tc = tcase(s, "many_connections", setup_default, 20);
     tcase_add_test(tc, test_1000_keepalive_clients);
@@ -1230,6 +1324,9 @@ static Suite *http_suite(void)
 
 int main(void)
 {
+    /* Every test starts a host: without this each one logs "plugin hello loaded". */
+    setenv("SQUALL_LOG", "warn", 0);
+    log_init();
     SRunner *sr = srunner_create(http_suite());
 
     srunner_run_all(sr, CK_NORMAL);

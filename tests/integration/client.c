@@ -147,8 +147,6 @@ static void child_exec(const struct client_proc *p, const struct client_spawn_op
     dup2(p->err_fd, STDERR_FILENO);
     if (null > STDERR_FILENO)
         close(null);
-    if (p->err_fd > STDERR_FILENO)
-        close(p->err_fd); /* the host gets no descriptor it did not ask for */
     setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* the test died: so does the host */
     if (o && o->nofile > 0) {
@@ -239,7 +237,7 @@ int client_spawn(struct client_proc *p, const char *conf, const struct client_sp
     p->status = -1;
     if (!client_build_path("squall", squall, sizeof(squall)) || write_conf(p, conf) < 0)
         return -1;
-    p->err_fd = mkstemps(errf, 4);
+    p->err_fd = mkostemps(errf, 4, O_CLOEXEC); /* other hosts spawned later must not get it */
     if (p->err_fd < 0)
         return -1;
     unlink(errf); /* read through err_fd only: nothing is left behind */
@@ -293,13 +291,18 @@ int client_proc_stop(struct client_proc *p)
             proc_reap(p, 0);
         }
     }
+    return p->exited ? p->status : -1;
+}
+
+void client_proc_free(struct client_proc *p)
+{
+    client_proc_stop(p);
     if (p->conf[0])
         unlink(p->conf);
     p->conf[0] = '\0';
     if (p->err_fd >= 0)
         close(p->err_fd);
     p->err_fd = -1;
-    return p->exited ? p->status : -1;
 }
 
 char *client_proc_stderr(const struct client_proc *p)
@@ -338,8 +341,8 @@ long client_cpu_ticks(pid_t pid)
     /* Fields after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
        cmajflt utime stime. comm may hold spaces, so start after its last ')'. */
     char *rp = strrchr(buf, ')');
-    if (!rp || sscanf(rp + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
-                      &st) != 2)
+    if (!rp ||
+        sscanf(rp + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return -1;
     return (long)(ut + st);
 }
@@ -575,8 +578,8 @@ static bool status_line_ok(const char *d, size_t n)
     bool digits = n > 13 && isdigit((unsigned char)d[9]) && isdigit((unsigned char)d[10]) &&
                   isdigit((unsigned char)d[11]);
 
-    return digits && memcmp(d, "HTTP/1.", 7) == 0 && isdigit((unsigned char)d[7]) &&
-           d[8] == ' ' && (d[12] == ' ' || d[12] == '\r');
+    return digits && memcmp(d, "HTTP/1.", 7) == 0 && isdigit((unsigned char)d[7]) && d[8] == ' ' &&
+           (d[12] == ' ' || d[12] == '\r');
 }
 
 /* The body length the head declares: -1 for "until close", -2 when malformed. */
@@ -638,9 +641,8 @@ int client_read_reply(struct client_conn *c, struct client_res *res, bool head, 
 
     memset(res, 0, sizeof(*res));
     for (;;) {
-        long n = c->buf ? client_parse_reply(c->buf + c->pos, c->len - c->pos, head, c->closed,
-                                             res)
-                        : 0;
+        long n =
+            c->buf ? client_parse_reply(c->buf + c->pos, c->len - c->pos, head, c->closed, res) : 0;
         if (n > 0) {
             c->pos += (size_t)n;
             return 0;
@@ -650,8 +652,7 @@ int client_read_reply(struct client_conn *c, struct client_res *res, bool head, 
     }
 }
 
-int client_roundtrip(struct client_conn *c, const char *req, struct client_res *res,
-                     int timeout_ms)
+int client_roundtrip(struct client_conn *c, const char *req, struct client_res *res, int timeout_ms)
 {
     memset(res, 0, sizeof(*res));
     if (client_send_str(c, req) < 0)
@@ -700,9 +701,8 @@ static bool round_step(struct client_conn *c, const char *req, size_t *sent, int
     }
     if (client_fill(c, 0) < 0)
         return false;
-    long r = c->buf ? client_parse_reply(c->buf + c->pos, c->len - c->pos, false, c->closed,
-                                         &res)
-                    : 0;
+    long r =
+        c->buf ? client_parse_reply(c->buf + c->pos, c->len - c->pos, false, c->closed, &res) : 0;
     if (r > 0) {
         c->pos += (size_t)r;
         *status = res.status;
@@ -711,8 +711,7 @@ static bool round_step(struct client_conn *c, const char *req, size_t *sent, int
     return r != 0 || c->closed;
 }
 
-size_t client_round(struct client_conn **cs, size_t n, const char *req, int *status,
-                    int timeout_ms)
+size_t client_round(struct client_conn **cs, size_t n, const char *req, int *status, int timeout_ms)
 {
     struct pollfd *pfd = calloc(n, sizeof(*pfd));
     size_t *sent = calloc(n, sizeof(*sent)), done = 0, ok = 0;

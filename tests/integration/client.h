@@ -54,13 +54,13 @@ struct client_spawn_opts {
 };
 
 struct client_proc {
-    pid_t pid;        /* the process started: the wrapper when there is one */
-    bool wrapped;     /* pid is a wrapper (strace, ...) whose child is the host */
-    uint16_t port;    /* the port its first listener is bound to, once ready */
-    bool exited;      /* it has exited and been reaped; status is its wait status */
+    pid_t pid;     /* the process started: the wrapper when there is one */
+    bool wrapped;  /* pid is a wrapper (strace, ...) whose child is the host */
+    uint16_t port; /* the port its first listener is bound to, once ready */
+    bool exited;   /* it has exited and been reaped; status is its wait status */
     int status;
-    int err_fd;       /* its stderr (an unlinked temporary file), read by client_proc_stderr */
-    char conf[64];    /* the temporary config file, removed once the host has read it */
+    int err_fd;    /* its stderr (an unlinked temporary file), read by client_proc_stderr */
+    char conf[64]; /* the temporary config file, removed once the host has read it */
 };
 
 /*
@@ -71,7 +71,7 @@ struct client_proc {
  * dies, so a failed or timed-out test leaves nothing behind (a wrapped host runs under
  * `setpriv --pdeathsig KILL` for the same reason).
  * o may be NULL. Returns 0 when the host answers; -1 when it exited (p->status, and its
- * stderr) or did not come up. Either way release p with client_proc_stop.
+ * stderr) or did not come up. Either way release p with client_proc_free.
  */
 int client_spawn(struct client_proc *p, const char *conf, const struct client_spawn_opts *o);
 
@@ -82,13 +82,18 @@ pid_t client_proc_host_pid(const struct client_proc *p);
 int client_proc_wait(struct client_proc *p, int timeout_ms);
 
 /*
- * Stops the process if it still runs (SIGTERM to the host, SIGKILL after 5 s), reaps it and
- * releases p's files. Returns the wait status (also in p->status), or -1 when nothing ran.
+ * Stops the process if it still runs (SIGTERM to the host, SIGKILL after 5 s) and reaps it.
+ * Its stderr stays readable. Returns the wait status (also in p->status), or -1 when
+ * nothing ran.
  */
 int client_proc_stop(struct client_proc *p);
 
-/* What the process wrote to stderr so far, NUL-terminated; the caller frees it. */
+/* What the process wrote to stderr so far, NUL-terminated; the caller frees it. Works until
+   client_proc_free, also after the process exited. */
 char *client_proc_stderr(const struct client_proc *p);
+
+/* Stops the process if needed and releases p's files (its stderr, the config file). */
+void client_proc_free(struct client_proc *p);
 
 /* utime + stime of pid in clock ticks (from /proc/PID/stat), or -1. */
 long client_cpu_ticks(pid_t pid);
@@ -97,10 +102,10 @@ long client_cpu_ticks(pid_t pid);
 
 struct client_conn {
     int fd;
-    char *buf;       /* received bytes; buf[pos..len) are not parsed yet */
+    char *buf; /* received bytes; buf[pos..len) are not parsed yet */
     size_t len, cap, pos;
-    bool closed;     /* the peer closed (EOF) or reset the connection */
-    bool reset;      /* it was a reset (ECONNRESET) */
+    bool closed; /* the peer closed (EOF) or reset the connection */
+    bool reset;  /* it was a reset (ECONNRESET) */
 };
 
 /* Connects to 127.0.0.1:port (blocking connect, then non-blocking). NULL on failure. */
@@ -162,11 +167,11 @@ struct client_header {
 };
 
 struct client_res {
-    int status;  /* e.g. 200 */
-    int minor;   /* HTTP/1.<minor> */
+    int status; /* e.g. 200 */
+    int minor;  /* HTTP/1.<minor> */
     struct client_header headers[CLIENT_MAX_HEADERS];
     size_t nheaders;
-    char *body;  /* NUL-terminated (the NUL not counted in body_len) */
+    char *body; /* NUL-terminated (the NUL not counted in body_len) */
     size_t body_len;
     size_t raw_len; /* bytes of the whole reply on the wire */
     char *mem;      /* owns the strings above */
