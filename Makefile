@@ -39,41 +39,54 @@ TESTS    := $(UNIT:%=$(BUILD)/tests/%) $(INTEG:%=$(BUILD)/tests/%)
 TEST_CFLAGS := $(shell pkg-config --cflags $(CHECK) 2>/dev/null)
 TEST_LIBS   := $(shell pkg-config --libs $(CHECK) 2>/dev/null)
 
-.PHONY: all run test bench fuzz deps clean plugins tests
+# V=1 shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+.PHONY: all run test bench fuzz deps deps-ok clean plugins tests
 all: deps-ok $(BUILD)/squall plugins
 
 plugins: $(PLUGIN_SO)
 
 $(BUILD)/%.o: %.c $(wildcard framework/*.h sdk/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(FW_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/squall: $(BUILD)/framework/main.o $(LIB) sdk/squall.sym
-	$(CC) $(CFLAGS) $(EXPORTS) $< $(LIB) $(LDLIBS) -o $@
+	@echo "  LD    $@"
+	$(Q)$(CC) $(CFLAGS) $(EXPORTS) $< $(LIB) $(LDLIBS) -o $@
 
 # Plugins are built with the SDK's own plugin.mk, exactly as a plugin author would.
 $(BUILD)/plugins/%.so: plugins/%/*.c sdk/squall.h sdk/plugin.mk
 	@mkdir -p $(dir $@)
-	$(MAKE) --no-print-directory -C plugins/$* -f $(CURDIR)/sdk/plugin.mk \
+	@echo "  PLUG  $@"
+	$(Q)$(MAKE) --no-print-directory -s -C plugins/$* -f $(CURDIR)/sdk/plugin.mk \
 	    OUT=$(CURDIR)/$(BUILD)/plugins SQ_EXTRA_CFLAGS="$(SANFLAGS)"
 
 $(BUILD)/tests/plugins/%.so: tests/plugins/%.c sdk/squall.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -shared $< -o $@ $(shell pkg-config --libs jansson)
+	@echo "  PLUG  $@"
+	$(Q)$(CC) $(CFLAGS) -shared $< -o $@ $(shell pkg-config --libs jansson)
 
 $(BUILD)/tests/check_%: tests/unit/check_%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(TEST_CFLAGS) $< $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
+	@echo "  TEST  $@"
+	$(Q)$(CC) $(CFLAGS) $(TEST_CFLAGS) $< $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
 
 # Integration suites share tests/integration/client.c (raw sockets, a spawned host).
 $(BUILD)/tests/check_%: tests/integration/check_%.c tests/integration/client.c \
                         tests/integration/client.h $(LIB) sdk/squall.sym
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(TEST_CFLAGS) -Itests/integration $(EXPORTS) $< \
+	@echo "  TEST  $@"
+	$(Q)$(CC) $(CFLAGS) $(TEST_CFLAGS) -Itests/integration $(EXPORTS) $< \
 	    tests/integration/client.c $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
 
 tests: $(TESTS) $(TPLUG_SO) $(BUILD)/squall plugins

@@ -4,7 +4,7 @@
 #   bench/alloc_check.sh        (from any directory)
 #
 # Steady state means the number of heap allocations does not grow with the number of
-# requests. Three measurements, each for GET /plaintext and GET /json:
+# requests. Four measurements (1, 2 and 4 for GET /plaintext and GET /json, 3 for /plaintext):
 #
 #  1. delta (LD_PRELOAD bench/malloc_count.c): one keep-alive connection, 100 warm-up
 #     requests, a SIGUSR1 snapshot of the counters, N requests, another snapshot.
@@ -13,10 +13,14 @@
 #  2. totals (same shim): a fresh squall per run, one connection, N requests, SIGTERM;
 #     the count at exit, N = 1000 and 10000; (total(10000) - total(1000)) / 9000 is the
 #     cost of one request including whatever startup and shutdown cost.
-#  3. valgrind --tool=memcheck (skipped with VALGRIND=0 or when valgrind is missing): its
+#  3. under load (skipped without wrk): wrk runs of WRK_SECS (2) seconds one after the
+#     other against one squall, pipelined -c256 -p16 (pipeline.lua) and keep-alive -c64,
+#     a snapshot after each; the allocations of each run next to its request count.
+#  4. valgrind --tool=memcheck (skipped with VALGRIND=0 or when valgrind is missing): its
 #     "total heap usage: A allocs" for the same runs as 2.
 #
-# Environment: PORT (first port tried, default 18180), N1=1000, N2=10000, VALGRIND=1.
+# Environment: PORT (first port tried, default 18180), N1=1000, N2=10000, VALGRIND=1,
+# WRK_SECS=2, PIPELINE_LUA (default ../shared/bench/peers/pipeline.lua).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +28,8 @@ PORT=${PORT:-18180}
 N1=${N1:-1000}
 N2=${N2:-10000}
 VALGRIND=${VALGRIND:-1}
+WRK_SECS=${WRK_SECS:-2}
+PIPELINE_LUA=${PIPELINE_LUA:-$ROOT/../shared/bench/peers/pipeline.lua}
 CONF=${CONF:-$ROOT/plugins.conf}
 
 . "$ROOT/bench/lib.sh"
@@ -43,6 +49,17 @@ cc -O2 -Wall -Wextra -shared -fPIC "$ROOT/bench/malloc_count.c" -o "$SHIM" ||
 PORT=$(free_port "$PORT")
 make_conf "$CONF" "$WORK/alloc.conf" "$PORT"
 REQS=(python3 "$ROOT/bench/reqs.py" "$PORT")
+
+snap_now() { # SIGUSR1 to squall, then print the new snapshot line
+    local before
+    before=$(grep -c snapshot "$COUNTS" 2>/dev/null || true)
+    kill -USR1 "$SQ_PID"
+    for _ in $(seq 100); do
+        [ "$(grep -c snapshot "$COUNTS" 2>/dev/null || true)" -gt "${before:-0}" ] && break
+        sleep 0.05
+    done
+    grep snapshot "$COUNTS" | tail -1
+}
 
 field() { # field NAME LINE: the value of NAME=... in a malloc_count line
     sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$2"
@@ -95,9 +112,34 @@ for path in /plaintext /json; do
         "$(awk -v a="${TOT[$path$N2]}" -v b="${TOT[$path$N1]}" -v n=$((N2 - N1)) 'BEGIN {print (a - b) / n}')"
 done
 
+if command -v wrk >/dev/null; then
+    echo
+    echo "3. Under wrk load, LD_PRELOAD malloc_count.so: allocations during each ${WRK_SECS}s wrk run on one squall"
+    echo "   (the first run opens the connections; later ones reuse the spare connections)"
+    printf "   %-32s %10s %8s %8s  %s\n" run requests allocs frees allocs/req
+    rm -f "$COUNTS"
+    squall_start "$PORT" "$WORK/alloc.conf" "$WORK/squall.log" env LD_PRELOAD="$SHIM" MALLOC_COUNT_FILE="$COUNTS"
+    prev=$(snap_now)
+    for run in "pipelined -c256 -p16" "pipelined -c256 -p16" "keep-alive -c64" "keep-alive -c64"; do
+        args=(-t1 -d"${WRK_SECS}s")
+        case $run in
+            pipelined*) args+=(-c256 -s "$PIPELINE_LUA" "http://127.0.0.1:$PORT/plaintext" -- 16) ;;
+            *) args+=(-c64 "http://127.0.0.1:$PORT/plaintext") ;;
+        esac
+        n=$(wrk "${args[@]}" | awk '/requests in/ {print $1}')
+        cur=$(snap_now)
+        al=$(( $(field allocs "$cur") - $(field allocs "$prev") ))
+        printf "   %-32s %10d %8d %8d  %.6f\n" "/plaintext $run" "$n" "$al" \
+            $(( $(field free "$cur") - $(field free "$prev") )) \
+            "$(awk -v a="$al" -v n="$n" 'BEGIN {print a / n}')"
+        prev=$cur
+    done
+    squall_stop
+fi
+
 if [ "$VALGRIND" = 1 ] && command -v valgrind >/dev/null; then
     echo
-    echo "3. valgrind --tool=memcheck: fresh squall, one connection, N requests, SIGTERM"
+    echo "4. valgrind --tool=memcheck: fresh squall, one connection, N requests, SIGTERM"
     printf "   %-11s %7s %10s %10s %14s\n" path N allocs frees "bytes allocated"
     for path in /plaintext /json; do
         for n in "$N1" "$N2"; do

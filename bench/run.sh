@@ -52,7 +52,7 @@ BASE=http://127.0.0.1:$PORT
 squall_start "$PORT" "$WORK/bench.conf" "$WORK/squall.log" taskset -c 0
 [ "$(curl -s "$BASE/json")" = '{"message":"Hello, World!"}' ] || die "GET /json does not answer as expected"
 
-echo "squall pid $SQ_PID on CPU 0, wrk on CPU $LAST_CPU, ${DURATION}s per case, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "squall pid $SQ_PID on $BASE, CPU 0; wrk on CPU $LAST_CPU, ${DURATION}s per case, $(date -u '+%Y-%m-%d %H:%M UTC')"
 
 # run_case NAME CONNS PATH [DEPTH]: one wrk run, one line of results.
 run_case() {

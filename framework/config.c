@@ -18,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "xalloc.h"
+
 enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_PLUGIN, SEC_ROUTE };
 
 enum server_key { K_LISTEN, K_WORKERS, K_HEADER_TIMEOUT, K_KEEPALIVE_TIMEOUT, K_MAX_HEADER,
@@ -39,28 +41,6 @@ struct parser {
     int seen[K_COUNT];          /* line of each [server] key so far, 0 = not yet */
     int path_line, mount_line;  /* the same for the current plugin */
 };
-
-/* Out-of-memory inside the host aborts (STYLE.md); these are the only allocators used. */
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *d = strndup(s, n);
-    if (!d)
-        abort();
-    return d;
-}
-
-static char *xstrdup(const char *s)
-{
-    return xstrndup(s, strlen(s));
-}
 
 /* Returns arr grown by one zeroed element (the new one is arr[n]). */
 static void *grow(void *arr, size_t n, size_t size)

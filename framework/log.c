@@ -131,33 +131,3 @@ void accesslog_close(struct accesslog *al)
         close(al->fd);
     free(al);
 }
-
-static void *oom(size_t n)
-{
-    log_error("out of memory allocating %zu bytes", n);
-    abort();
-}
-
-void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    return p ? p : oom(n);
-}
-
-void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    return p ? p : oom(n * size);
-}
-
-void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n ? n : 1);
-    return q ? q : oom(n);
-}
-
-char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    return d ? d : oom(strlen(s));
-}

@@ -33,10 +33,6 @@ const char *accesslog_time(struct accesslog *al, time_t now);
 void accesslog_flush(struct accesslog *al);
 void accesslog_close(struct accesslog *al);
 
-/* Out-of-memory inside the host is not recoverable: these abort instead of returning NULL. */
-void *xmalloc(size_t n);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t n);
-char *xstrdup(const char *s);
+#include "xalloc.h" /* every host module that logs also allocates */
 
 #endif

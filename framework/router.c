@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 enum seg_kind { SEG_STATIC, SEG_INT, SEG_STR, SEG_PATH };
 
 /* One parsed pattern segment; all pointers point into the pattern. */
@@ -73,28 +75,9 @@ struct router {
     struct node *root;
 };
 
-/* The one out-of-memory policy of the host: abort. */
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xmemdup(const char *s, size_t n)
-{
-    char *p = xrealloc(NULL, n + 1);
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
 static struct node *node_new(void)
 {
-    struct node *n = xrealloc(NULL, sizeof(*n));
-    memset(n, 0, sizeof(*n));
-    return n;
+    return xcalloc(1, sizeof(struct node));
 }
 
 static void node_free(struct node *n)
@@ -122,7 +105,7 @@ static void node_free(struct node *n)
 
 struct router *router_new(void)
 {
-    struct router *r = xrealloc(NULL, sizeof(*r));
+    struct router *r = xcalloc(1, sizeof(*r));
     r->root = node_new();
     return r;
 }
@@ -249,7 +232,7 @@ static struct node *child_get(struct node *n, const struct pseg *s)
             n->statics = xrealloc(n->statics, n->capstatics * sizeof(*n->statics));
         }
         struct static_child *c = &n->statics[n->nstatics++];
-        *c = (struct static_child){xmemdup(s->text, s->len), s->len, node_new()};
+        *c = (struct static_child){xstrndup(s->text, s->len), s->len, node_new()};
         return c->node;
     }
     slot = s->kind == SEG_INT ? &n->int_child : s->kind == SEG_STR ? &n->str_child
@@ -293,7 +276,7 @@ int router_add(struct router *r, const char *method, const char *pattern, void *
         parse_seg(pattern, p, &s, NULL, 0);
         n = child_get(n, &s);
         if (s.kind != SEG_STATIC)
-            e.names[e.nparams++] = xmemdup(s.name, s.namelen);
+            e.names[e.nparams++] = xstrndup(s.name, s.namelen);
     }
     e.mlen = strlen(method);
     const struct entry *old = entry_find(n, method, e.mlen);
@@ -305,8 +288,8 @@ int router_add(struct router *r, const char *method, const char *pattern, void *
         return fail(err, errlen, "%s %s conflicts with %s %s", method, pattern, method,
                     old->pattern);
     }
-    e.method = xmemdup(method, e.mlen);
-    e.pattern = xmemdup(pattern, strlen(pattern));
+    e.method = xstrndup(method, e.mlen);
+    e.pattern = xstrndup(pattern, strlen(pattern));
     if (n->nentries == n->capentries) {
         n->capentries = n->capentries ? 2 * n->capentries : 2;
         n->entries = xrealloc(n->entries, n->capentries * sizeof(*n->entries));
