@@ -109,7 +109,7 @@ bench: deps
 
 FUZZ_TIME ?= 60
 fuzz: deps
-	@mkdir -p build/fuzz
+	@mkdir -p build/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iframework -Isdk \
 	    tests/fuzz/fuzz_http1.c framework/http1.c -o build/fuzz/fuzz_http1
 	build/fuzz/fuzz_http1 -max_total_time=$(FUZZ_TIME) -max_len=16384 \

@@ -4,33 +4,55 @@
 #include "response.h"
 
 #include <stdio.h>
-
-static const struct {
-    int status;
-    const char *reason;
-} reasons[] = {
-    {100, "Continue"}, {101, "Switching Protocols"}, {200, "OK"}, {201, "Created"},
-    {202, "Accepted"}, {204, "No Content"}, {206, "Partial Content"},
-    {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"}, {304, "Not Modified"},
-    {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"},
-    {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
-    {405, "Method Not Allowed"}, {406, "Not Acceptable"}, {408, "Request Timeout"},
-    {409, "Conflict"}, {410, "Gone"}, {411, "Length Required"}, {412, "Precondition Failed"},
-    {413, "Content Too Large"}, {414, "URI Too Long"}, {415, "Unsupported Media Type"},
-    {416, "Range Not Satisfiable"}, {417, "Expectation Failed"}, {418, "I'm a teapot"}, {422, "Unprocessable Content"},
-    {425, "Too Early"}, {426, "Upgrade Required"}, {428, "Precondition Required"},
-    {429, "Too Many Requests"}, {431, "Request Header Fields Too Large"},
-    {500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
-    {503, "Service Unavailable"}, {504, "Gateway Timeout"},
-    {505, "HTTP Version Not Supported"},
-};
+#include <string.h>
 
 const char *response_reason(int status)
 {
-    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
-        if (reasons[i].status == status)
-            return reasons[i].reason;
-    return "Unknown";
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 418: return "I'm a teapot";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
 }
 
 void response_date_update(struct response_date *d, time_t now)
@@ -69,10 +91,11 @@ static char *put_uint(char *p, size_t v)
     return put(p, tmp + i, sizeof(tmp) - i);
 }
 
-/* Upper bound of the bytes response_write appends, so it reserves once. */
-static size_t response_size(const struct response *r, const char *ctype)
+/* Upper bound of the bytes response_write appends besides the reason and content type,
+   so that it reserves once. */
+static size_t response_size(const struct response *r)
 {
-    size_t n = 128 + strlen(response_reason(r->status)) + strlen(ctype) + (r->head ? 0 : r->len);
+    size_t n = 128 + (r->head ? 0 : r->len);
 
     for (const struct response_header *h = r->headers; h; h = h->next)
         n += strlen(h->name) + strlen(h->value) + 4;
@@ -94,44 +117,33 @@ static char *put_headers(char *p, const struct response_header *h)
 void response_write(struct buf *out, const struct response_date *date, const struct response *r)
 {
     const char *ctype = r->content_type ? r->content_type : "text/plain; charset=utf-8";
+    const char *reason = response_reason(r->status);
+    size_t ctype_len = strlen(ctype), reason_len = strlen(reason);
+    bool bodyless = r->status == 204 || r->status == 304; /* RFC 9110 §8.6, §15.4.5 */
 
-    buf_reserve(out, response_size(r, ctype));
+    buf_reserve(out, response_size(r) + ctype_len + reason_len);
     char *p = out->data + out->len;
     p = PUT_LIT(p, "HTTP/1.1 ");
     p = put_uint(p, (size_t)r->status);
     *p++ = ' ';
-    p = put_str(p, response_reason(r->status));
+    p = put(p, reason, reason_len);
     p = PUT_LIT(p, "\r\nServer: squall\r\n");
     p = put(p, date->line, date->len);
     p = PUT_LIT(p, "Content-Type: ");
-    p = put_str(p, ctype);
-    p = PUT_LIT(p, "\r\nContent-Length: ");
-    p = put_uint(p, r->len);
+    p = put(p, ctype, ctype_len);
     p = PUT_LIT(p, "\r\n");
+    if (!bodyless) {
+        p = PUT_LIT(p, "Content-Length: ");
+        p = put_uint(p, r->len);
+        p = PUT_LIT(p, "\r\n");
+    }
     p = put_headers(p, r->headers);
     if (r->close)
         p = PUT_LIT(p, "Connection: close\r\n");
     else if (r->keep_alive)
         p = PUT_LIT(p, "Connection: keep-alive\r\n");
     p = PUT_LIT(p, "\r\n");
-    if (!r->head && r->len)
+    if (!r->head && !bodyless && r->len)
         p = put(p, r->body, r->len);
     out->len = (size_t)(p - out->data);
-}
-
-void response_error_json(struct buf *out, const char *msg)
-{
-    static const char hex[] = "0123456789abcdef";
-
-    buf_append_lit(out, "{\"error\":\"");
-    for (const unsigned char *s = (const unsigned char *)msg; *s; s++) {
-        char esc[6] = {'\\', 'u', '0', '0', hex[*s >> 4], hex[*s & 15]};
-        if (*s == '"' || *s == '\\')
-            buf_append(out, (char[]){'\\', (char)*s}, 2);
-        else if (*s < 0x20)
-            buf_append(out, esc, 6);
-        else
-            buf_append(out, s, 1);
-    }
-    buf_append_lit(out, "\"}");
 }

@@ -41,10 +41,8 @@ void response_date_update(struct response_date *d, time_t now);
 const char *response_reason(int status);
 
 /* Appends the whole reply: status line, Server, Date, Content-Type, Content-Length, the
-   extra headers, Connection when needed, and the body unless head. */
+   extra headers, Connection when needed, and the body unless head. 204 and 304 replies
+   have neither Content-Length nor a body. */
 void response_write(struct buf *out, const struct response_date *date, const struct response *r);
-
-/* Appends {"error":"<msg>"} to out, JSON-escaping msg. */
-void response_error_json(struct buf *out, const char *msg);
 
 #endif
