@@ -76,14 +76,14 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c sdk/squall.h
 	@echo "  PLUG  $@"
 	$(Q)$(CC) $(CFLAGS) -shared $< -o $@ $(shell pkg-config --libs jansson)
 
-$(BUILD)/tests/check_%: tests/unit/check_%.c $(LIB)
+$(BUILD)/tests/check_%: tests/unit/check_%.c tests/check_main.h $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
 	$(Q)$(CC) $(CFLAGS) $(TEST_CFLAGS) $< $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@
 
 # Integration suites share tests/integration/client.c (raw sockets, a spawned host).
 $(BUILD)/tests/check_%: tests/integration/check_%.c tests/integration/client.c \
-                        tests/integration/client.h $(LIB) sdk/squall.sym
+                        tests/integration/client.h tests/check_main.h $(LIB) sdk/squall.sym
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
 	$(Q)$(CC) $(CFLAGS) $(TEST_CFLAGS) -Itests/integration $(EXPORTS) $< \
@@ -108,7 +108,8 @@ bench: deps
 	bench/run.sh
 
 FUZZ_TIME ?= 60
-fuzz: deps
+fuzz:
+	@tools/deps.sh fuzz
 	@mkdir -p build/fuzz/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iframework -Isdk \
 	    tests/fuzz/fuzz_http1.c framework/http1.c -o build/fuzz/fuzz_http1

@@ -59,7 +59,7 @@ static char pct_next(const char *src, size_t n, size_t *i, bool plus)
 
     if (c == '+' && plus)
         return ' ';
-    if (c == '%' && *i + 1 < n + 1 && *i + 2 <= n) {
+    if (c == '%' && *i + 2 <= n) {
         int hi = hexval(src[*i]), lo = hexval(src[*i + 1]);
         if (hi >= 0 && lo >= 0) {
             *i += 2;

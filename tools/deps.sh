@@ -1,6 +1,9 @@
 #!/bin/sh
 # Installs the Debian packages squall needs, and only those that are missing.
 # A fresh machine has empty package lists, so apt-get update runs first (only then).
+#
+#   tools/deps.sh          what make, make run, make test and make bench need
+#   tools/deps.sh fuzz     also clang with libFuzzer, for make fuzz
 set -eu
 
 missing=""
@@ -18,6 +21,11 @@ need_cmd python3 python3
 need_cmd wrk wrk
 need_cmd strace strace
 need_cmd prlimit util-linux
+if [ "${1:-}" = fuzz ]; then
+    need_cmd clang clang
+    [ -n "$(find /usr/lib/llvm-*/lib/clang -name 'libclang_rt.fuzzer*' 2>/dev/null)" ] ||
+        missing="$missing libclang-rt-dev"
+fi
 
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ]; then

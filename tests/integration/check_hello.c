@@ -6,25 +6,20 @@
  */
 #include <check.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "../check_main.h"
+#include "client.h"
 #include "squall_test.h"
 
 static char conf[1024];
 static sq_test_host *host;
 
-static const char *build_dir(void)
-{
-    const char *b = getenv("SQ_BUILD");
-    return b && *b ? b : "build";
-}
-
 /* Starts a host with hello mounted at mount (NULL: the default, "/"). */
 static void start_hello(const char *mount)
 {
-    int n =
-        snprintf(conf, sizeof(conf), "[plugin hello]\npath = %s/plugins/hello.so\n", build_dir());
+    int n = snprintf(conf, sizeof(conf), "[plugin hello]\npath = %s/plugins/hello.so\n",
+                     client_build_dir());
     if (mount)
         snprintf(conf + n, sizeof(conf) - (size_t)n, "mount = %s\n", mount);
     host = sq_test_start(conf);
@@ -43,41 +38,23 @@ static void teardown(void)
     host = NULL;
 }
 
-/* Sends a request that must get a reply. */
-static sq_test_res *req(const char *method, const char *path, const char *headers, const void *body,
-                        size_t len)
-{
-    sq_test_res *res = sq_test_request(host, method, path, headers, body, len);
-    ck_assert_msg(res, "%s %s: no connection", method, path);
-    return res;
-}
-
-static void assert_header(const sq_test_res *res, const char *name, const char *want)
-{
-    const char *v = sq_test_header(res, name);
-    ck_assert_msg(v, "no %s header in:\n%s", name, res->headers);
-    ck_assert_str_eq(v, want);
-}
-
-/* A JSON error reply: status, application/json and exactly body. */
+/* A JSON error reply (client_assert_json_error) of exactly body's length, too. */
 static void assert_json_error(const sq_test_res *res, int status, const char *body)
 {
-    ck_assert_int_eq(res->status, status);
-    assert_header(res, "Content-Type", "application/json");
-    ck_assert_str_eq(res->body, body);
+    client_assert_json_error(res, status, body);
     ck_assert_uint_eq(res->body_len, strlen(body));
 }
 
 START_TEST(test_plaintext)
 {
-    sq_test_res *res = req("GET", "/plaintext", NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "GET", "/plaintext", NULL, NULL, 0);
 
     ck_assert_int_eq(res->status, 200);
     ck_assert_str_eq(res->body, "Hello, World!");
     ck_assert_uint_eq(res->body_len, 13);
-    assert_header(res, "Content-Type", "text/plain");
-    assert_header(res, "Content-Length", "13");
-    assert_header(res, "Server", "squall");
+    client_assert_header(res, "Content-Type", "text/plain");
+    client_assert_header(res, "Content-Length", "13");
+    client_assert_header(res, "Server", "squall");
     ck_assert_msg(sq_test_header(res, "Date"), "no Date header:\n%s", res->headers);
     sq_test_res_free(res);
 }
@@ -85,12 +62,12 @@ END_TEST
 
 START_TEST(test_json)
 {
-    sq_test_res *res = req("GET", "/json", NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "GET", "/json", NULL, NULL, 0);
 
     ck_assert_int_eq(res->status, 200);
     ck_assert_str_eq(res->body, "{\"message\":\"Hello, World!\"}");
-    assert_header(res, "Content-Type", "application/json");
-    assert_header(res, "Content-Length", "27");
+    client_assert_header(res, "Content-Type", "application/json");
+    client_assert_header(res, "Content-Length", "27");
     sq_test_res_free(res);
 }
 END_TEST
@@ -99,12 +76,13 @@ START_TEST(test_echo)
 {
     static const char body[] = "ping\0pong\r\n"; /* binary: a NUL and a CRLF */
     sq_test_res *res =
-        req("POST", "/echo", "Content-Type: application/x-squall-test\r\n", body, sizeof(body) - 1);
+        client_req(host, "POST", "/echo", "Content-Type: application/x-squall-test\r\n", body,
+                   sizeof(body) - 1);
 
     ck_assert_int_eq(res->status, 200);
     ck_assert_uint_eq(res->body_len, sizeof(body) - 1);
     ck_assert_mem_eq(res->body, body, sizeof(body) - 1);
-    assert_header(res, "Content-Type", "application/x-squall-test");
+    client_assert_header(res, "Content-Type", "application/x-squall-test");
     sq_test_res_free(res);
 }
 END_TEST
@@ -112,34 +90,35 @@ END_TEST
 START_TEST(test_echo_json_content_type)
 {
     const char *body = "{\"a\":1}";
-    sq_test_res *res = req("POST", "/echo", "Content-Type: application/json; charset=utf-8\r\n",
-                           body, strlen(body));
+    sq_test_res *res =
+        client_req(host, "POST", "/echo", "Content-Type: application/json; charset=utf-8\r\n", body,
+                   strlen(body));
 
     ck_assert_int_eq(res->status, 200);
     ck_assert_str_eq(res->body, body);
-    assert_header(res, "Content-Type", "application/json; charset=utf-8");
+    client_assert_header(res, "Content-Type", "application/json; charset=utf-8");
     sq_test_res_free(res);
 }
 END_TEST
 
 START_TEST(test_echo_without_content_type)
 {
-    sq_test_res *res = req("POST", "/echo", NULL, "abc", 3);
+    sq_test_res *res = client_req(host, "POST", "/echo", NULL, "abc", 3);
 
     ck_assert_int_eq(res->status, 200);
     ck_assert_str_eq(res->body, "abc");
-    assert_header(res, "Content-Type", "application/octet-stream");
+    client_assert_header(res, "Content-Type", "application/octet-stream");
     sq_test_res_free(res);
 }
 END_TEST
 
 START_TEST(test_echo_empty_body)
 {
-    sq_test_res *res = req("POST", "/echo", "Content-Type: text/plain\r\n", "", 0);
+    sq_test_res *res = client_req(host, "POST", "/echo", "Content-Type: text/plain\r\n", "", 0);
 
     ck_assert_int_eq(res->status, 200);
     ck_assert_uint_eq(res->body_len, 0);
-    assert_header(res, "Content-Length", "0");
+    client_assert_header(res, "Content-Length", "0");
     sq_test_res_free(res);
 }
 END_TEST
@@ -147,11 +126,11 @@ END_TEST
 /* HEAD is served by the GET route: the same headers, no body. */
 START_TEST(test_head_plaintext)
 {
-    sq_test_res *res = req("HEAD", "/plaintext", NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "HEAD", "/plaintext", NULL, NULL, 0);
 
     ck_assert_int_eq(res->status, 200);
-    assert_header(res, "Content-Length", "13");
-    assert_header(res, "Content-Type", "text/plain");
+    client_assert_header(res, "Content-Length", "13");
+    client_assert_header(res, "Content-Type", "text/plain");
     ck_assert_uint_eq(res->body_len, 0);
     sq_test_res_free(res);
 }
@@ -159,7 +138,7 @@ END_TEST
 
 START_TEST(test_query_string_ignored_by_routing)
 {
-    sq_test_res *res = req("GET", "/plaintext?x=1&y", NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "GET", "/plaintext?x=1&y", NULL, NULL, 0);
 
     ck_assert_int_eq(res->status, 200);
     ck_assert_str_eq(res->body, "Hello, World!");
@@ -172,7 +151,7 @@ START_TEST(test_not_found)
     const char *paths[] = {"/", "/nope", "/plaintext/", "/Plaintext", "/plaintext/x"};
 
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        sq_test_res *res = req("GET", paths[i], NULL, NULL, 0);
+        sq_test_res *res = client_req(host, "GET", paths[i], NULL, NULL, 0);
         ck_assert_msg(res->status == 404, "GET %s: %d", paths[i], res->status);
         assert_json_error(res, 404, "{\"error\":\"Not Found\"}");
         sq_test_res_free(res);
@@ -182,26 +161,26 @@ END_TEST
 
 START_TEST(test_method_not_allowed)
 {
-    sq_test_res *res = req("POST", "/plaintext", NULL, "x", 1);
+    sq_test_res *res = client_req(host, "POST", "/plaintext", NULL, "x", 1);
 
     assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
-    assert_header(res, "Allow", "GET, HEAD");
+    client_assert_header(res, "Allow", "GET, HEAD");
     sq_test_res_free(res);
 
-    res = req("DELETE", "/json", NULL, NULL, 0);
+    res = client_req(host, "DELETE", "/json", NULL, NULL, 0);
     assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
-    assert_header(res, "Allow", "GET, HEAD");
+    client_assert_header(res, "Allow", "GET, HEAD");
     sq_test_res_free(res);
 
-    res = req("GET", "/echo", NULL, NULL, 0);
+    res = client_req(host, "GET", "/echo", NULL, NULL, 0);
     assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
-    assert_header(res, "Allow", "POST");
+    client_assert_header(res, "Allow", "POST");
     sq_test_res_free(res);
 
     /* HEAD of a POST-only path: 405 too, and no body. */
-    res = req("HEAD", "/echo", NULL, NULL, 0);
+    res = client_req(host, "HEAD", "/echo", NULL, NULL, 0);
     ck_assert_int_eq(res->status, 405);
-    assert_header(res, "Allow", "POST");
+    client_assert_header(res, "Allow", "POST");
     ck_assert_uint_eq(res->body_len, 0);
     sq_test_res_free(res);
 }
@@ -216,27 +195,27 @@ START_TEST(test_mount_api)
         sq_test_stop(host);
         start_hello(mounts[i]);
 
-        sq_test_res *res = req("GET", "/api/plaintext", NULL, NULL, 0);
+        sq_test_res *res = client_req(host, "GET", "/api/plaintext", NULL, NULL, 0);
         ck_assert_msg(res->status == 200, "mount %s: GET /api/plaintext: %d", mounts[i],
                       res->status);
         ck_assert_str_eq(res->body, "Hello, World!");
         sq_test_res_free(res);
 
-        res = req("GET", "/api/json", NULL, NULL, 0);
+        res = client_req(host, "GET", "/api/json", NULL, NULL, 0);
         ck_assert_int_eq(res->status, 200);
         ck_assert_str_eq(res->body, "{\"message\":\"Hello, World!\"}");
         sq_test_res_free(res);
 
-        res = req("POST", "/api/echo", "Content-Type: text/x-a\r\n", "hi", 2);
+        res = client_req(host, "POST", "/api/echo", "Content-Type: text/x-a\r\n", "hi", 2);
         ck_assert_int_eq(res->status, 200);
         ck_assert_str_eq(res->body, "hi");
         sq_test_res_free(res);
 
-        res = req("GET", "/plaintext", NULL, NULL, 0);
+        res = client_req(host, "GET", "/plaintext", NULL, NULL, 0);
         assert_json_error(res, 404, "{\"error\":\"Not Found\"}");
         sq_test_res_free(res);
 
-        res = req("GET", "/api", NULL, NULL, 0);
+        res = client_req(host, "GET", "/api", NULL, NULL, 0);
         assert_json_error(res, 404, "{\"error\":\"Not Found\"}");
         sq_test_res_free(res);
     }
@@ -249,11 +228,11 @@ START_TEST(test_start_error)
     char bad[1024], want[1200];
 
     snprintf(bad, sizeof(bad), "[plugin hello]\npath = %s/plugins/no-such-plugin.so\n",
-             build_dir());
+             client_build_dir());
     ck_assert_ptr_null(sq_test_start(bad));
     snprintf(want, sizeof(want),
              "test.conf:1: plugin hello (%s/plugins/no-such-plugin.so): No such file or directory",
-             build_dir());
+             client_build_dir());
     ck_assert_str_eq(sq_test_error(), want);
 
     ck_assert_ptr_null(sq_test_start("[plugin hello]\nmount = /x\n"));
@@ -266,7 +245,7 @@ START_TEST(test_many_requests)
 {
     for (int i = 0; i < 50; i++) {
         const char *path = i % 2 ? "/json" : "/plaintext";
-        sq_test_res *res = req("GET", path, NULL, NULL, 0);
+        sq_test_res *res = client_req(host, "GET", path, NULL, NULL, 0);
         ck_assert_int_eq(res->status, 200);
         ck_assert_str_eq(res->body, i % 2 ? "{\"message\":\"Hello, World!\"}" : "Hello, World!");
         sq_test_res_free(res);
@@ -304,11 +283,5 @@ static Suite *hello_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(hello_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(hello_suite());
 }

@@ -21,9 +21,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "../check_main.h"
+#include "client.h"
 #include "squall.h"
 
 #define RUN_TIMEOUT_MS 10000    /* a host that should refuse to start but serves is killed */
@@ -45,10 +46,10 @@ struct run {
 
 static void setup(void)
 {
-    const char *b = getenv("SQ_BUILD");
+    const char *b = client_build_dir();
 
-    if (!realpath(b && *b ? b : "build", build)) {
-        fprintf(stderr, "check_loader: build directory %s: %s\n", b ? b : "build", strerror(errno));
+    if (!realpath(b, build)) {
+        fprintf(stderr, "check_loader: build directory %s: %s\n", b, strerror(errno));
         exit(1);
     }
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/check_loader.XXXXXX");
@@ -139,14 +140,6 @@ static char *read_fd_into(int fd, char *buf, size_t *len, size_t *cap, bool *ope
     return buf;
 }
 
-static long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Runs argv (argv[0] an absolute path) in directory cwd (NULL: this one) with stdout and
    stderr captured, for at most RUN_TIMEOUT_MS. */
 static struct run run_argv_in(const char *cwd, const char *const argv[])
@@ -173,13 +166,13 @@ static struct run run_argv_in(const char *cwd, const char *const argv[])
 
     size_t olen = 0, ocap = 1, elen = 0, ecap = 1;
     bool oopen = true, eopen = true, killed = false;
-    long deadline = now_ms() + RUN_TIMEOUT_MS;
+    int64_t deadline = client_now_ms() + RUN_TIMEOUT_MS;
     r.out = calloc(1, 1);
     r.err = calloc(1, 1);
     while (oopen || eopen) {
         struct pollfd pfd[2] = {{.fd = oopen ? po[0] : -1, .events = POLLIN},
                                 {.fd = eopen ? pe[0] : -1, .events = POLLIN}};
-        long left = deadline - now_ms();
+        int64_t left = deadline - client_now_ms();
         if (left <= 0) {
             kill(pid, SIGKILL);
             killed = true;
@@ -292,6 +285,36 @@ static void assert_ok(const struct run *r)
     ck_assert_str_eq(r->out, want);
 }
 
+/* `squall -c conf --check` refuses conf with line (assert_refused). */
+static void expect_check_refused(const char *line)
+{
+    struct run r = check_conf();
+
+    assert_refused(&r, line);
+    run_free(&r);
+}
+
+/* `squall -c conf --check` accepts conf (assert_ok). */
+static void expect_check_ok(void)
+{
+    struct run r = check_conf();
+
+    assert_ok(&r);
+    run_free(&r);
+}
+
+/* The serving host (no --check) refuses conf with line (assert_refused) and never listens;
+   started is the failure message for a host that served instead, and had to be killed. */
+static void expect_serve_refused(const char *line, const char *started)
+{
+    struct run r = serve_conf();
+
+    ck_assert_msg(r.status != -1, "%s", started);
+    assert_refused(&r, line);
+    ck_assert_msg(!strstr(r.err, "listening on"), "the host listened:\n%s", r.err);
+    run_free(&r);
+}
+
 /* ---- Plugin errors ---- */
 
 START_TEST(test_good_config_ok)
@@ -314,9 +337,7 @@ START_TEST(test_plugin_file_missing)
     /* The line named is the plugin's section header, not the first line of the file. */
     write_conf("; a comment\n[server]\nlisten = 127.0.0.1:0\n\n[plugin ghost]\npath = %s\n",
                missing);
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(5, "plugin ghost (%s): No such file or directory", missing));
-    run_free(&r);
+    expect_check_refused(conf_line(5, "plugin ghost (%s): No such file or directory", missing));
 }
 END_TEST
 
@@ -383,12 +404,10 @@ START_TEST(test_plugin_no_descriptor)
     const char *so = tplugin("nodesc");
 
     write_conf("[plugin nodesc]\npath = %s\n", so);
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(1,
-                                 "plugin nodesc (%s): no descriptor (%s): define one with "
-                                 "SQ_PLUGIN(...)",
-                                 so, SQ_PLUGIN_SYMBOL));
-    run_free(&r);
+    expect_check_refused(conf_line(1,
+                                   "plugin nodesc (%s): no descriptor (%s): define one with "
+                                   "SQ_PLUGIN(...)",
+                                   so, SQ_PLUGIN_SYMBOL));
 }
 END_TEST
 
@@ -397,12 +416,10 @@ START_TEST(test_plugin_abi_mismatch)
     const char *so = tplugin("badabi");
 
     write_conf("[plugin badabi]\npath = %s\n", so);
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(1,
-                                 "plugin badabi (%s): ABI mismatch: built for ABI %d, this "
-                                 "host speaks ABI %d; rebuild it",
-                                 so, SQ_ABI_VERSION + 1, SQ_ABI_VERSION));
-    run_free(&r);
+    expect_check_refused(conf_line(1,
+                                   "plugin badabi (%s): ABI mismatch: built for ABI %d, this "
+                                   "host speaks ABI %d; rebuild it",
+                                   so, SQ_ABI_VERSION + 1, SQ_ABI_VERSION));
 }
 END_TEST
 
@@ -414,7 +431,8 @@ START_TEST(test_plugin_descriptor_too_small)
 
     write_conf("[plugin badsize]\npath = %s\n", so);
     struct run r = check_conf();
-    const char *prefix = conf_line(1, "plugin badsize (%s): ABI mismatch: descriptor of 8 bytes", so);
+    const char *prefix =
+        conf_line(1, "plugin badsize (%s): ABI mismatch: descriptor of 8 bytes", so);
     ck_assert_msg(r.status == 1, "exit status %d; stderr:\n%s", r.status, r.err);
     ck_assert_msg(!strstr(r.err, "Sanitizer"), "sanitizer report:\n%s", r.err);
     ck_assert_msg(has_line_prefix(r.err, prefix), "no line starting\n  %s\nstderr:\n%s", prefix,
@@ -448,9 +466,7 @@ START_TEST(test_plugin_duplicate_route)
     const char *so = tplugin("duproute");
 
     write_conf("[plugin hello]\npath = %s\n\n[plugin duproute]\npath = %s\n", hello_so(), so);
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(4, "plugin duproute (%s): duplicate route GET /plaintext", so));
-    run_free(&r);
+    expect_check_refused(conf_line(4, "plugin duproute (%s): duplicate route GET /plaintext", so));
 }
 END_TEST
 
@@ -460,9 +476,7 @@ START_TEST(test_plugin_duplicate_route_other_mount_ok)
     write_conf("[plugin hello]\npath = %s\n\n[plugin duproute]\npath = %s\nmount = /dup\n"
                "[route GET /dup/plaintext]\n",
                hello_so(), tplugin("duproute"));
-    struct run r = check_conf();
-    assert_ok(&r);
-    run_free(&r);
+    expect_check_ok();
 }
 END_TEST
 
@@ -493,10 +507,8 @@ END_TEST
 START_TEST(test_plugin_name_mismatch)
 {
     write_conf("[plugin other]\npath = %s\n", hello_so());
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(1, "plugin other (%s): descriptor names it 'hello', not 'other'",
-                                 hello_so()));
-    run_free(&r);
+    expect_check_refused(
+        conf_line(1, "plugin other (%s): descriptor names it 'hello', not 'other'", hello_so()));
 }
 END_TEST
 
@@ -527,14 +539,11 @@ START_TEST(test_serve_refuses_broken_plugin)
     const char *so = tplugin("badabi");
 
     write_conf("[server]\nlisten = 127.0.0.1:0\n[plugin badabi]\npath = %s\n", so);
-    struct run r = serve_conf();
-    ck_assert_msg(r.status != -1, "the host started serving a broken plugin");
-    assert_refused(&r, conf_line(3,
-                                 "plugin badabi (%s): ABI mismatch: built for ABI %d, this "
-                                 "host speaks ABI %d; rebuild it",
-                                 so, SQ_ABI_VERSION + 1, SQ_ABI_VERSION));
-    ck_assert_msg(!strstr(r.err, "listening on"), "the host listened:\n%s", r.err);
-    run_free(&r);
+    expect_serve_refused(conf_line(3,
+                                   "plugin badabi (%s): ABI mismatch: built for ABI %d, this "
+                                   "host speaks ABI %d; rebuild it",
+                                   so, SQ_ABI_VERSION + 1, SQ_ABI_VERSION),
+                         "the host started serving a broken plugin");
 }
 END_TEST
 
@@ -543,11 +552,8 @@ START_TEST(test_serve_refuses_failing_init)
     const char *so = tplugin("failinit");
 
     write_conf("[server]\nlisten = 127.0.0.1:0\n[plugin failinit]\npath = %s\n", so);
-    struct run r = serve_conf();
-    ck_assert_msg(r.status != -1, "the host started serving although init failed");
-    assert_refused(&r, conf_line(3, "plugin failinit (%s): init failed (returned -1)", so));
-    ck_assert_msg(!strstr(r.err, "listening on"), "the host listened:\n%s", r.err);
-    run_free(&r);
+    expect_serve_refused(conf_line(3, "plugin failinit (%s): init failed (returned -1)", so),
+                         "the host started serving although init failed");
 }
 END_TEST
 
@@ -556,37 +562,29 @@ END_TEST
 START_TEST(test_config_unknown_section)
 {
     write_conf("[server]\nlisten = 127.0.0.1:0\n[servers]\nworkers = 1\n");
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(3, "unknown section [servers]"));
-    run_free(&r);
+    expect_check_refused(conf_line(3, "unknown section [servers]"));
 }
 END_TEST
 
 START_TEST(test_config_unknown_key)
 {
     write_conf("[server]\nlisten = 127.0.0.1:0\nlistne = 127.0.0.1:1\n");
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(3, "unknown key 'listne' in [server]"));
-    run_free(&r);
+    expect_check_refused(conf_line(3, "unknown key 'listne' in [server]"));
 }
 END_TEST
 
 START_TEST(test_config_bad_size)
 {
     write_conf("[server]\nmax_body = 12q\n");
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(2, "bad size '12q' for max_body (use e.g. 512, 64k, 1m)"));
-    run_free(&r);
+    expect_check_refused(conf_line(2, "bad size '12q' for max_body (use e.g. 512, 64k, 1m)"));
 }
 END_TEST
 
 START_TEST(test_config_bad_duration)
 {
     write_conf("[server]\n\nheader_timeout = 5 parsecs\n");
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(3, "bad duration '5 parsecs' for header_timeout "
-                                    "(use e.g. 500ms, 2s, 1m)"));
-    run_free(&r);
+    expect_check_refused(conf_line(3, "bad duration '5 parsecs' for header_timeout "
+                                      "(use e.g. 500ms, 2s, 1m)"));
 }
 END_TEST
 
@@ -618,23 +616,17 @@ END_TEST
 START_TEST(test_config_route_under_mount)
 {
     write_conf("[plugin hello]\npath = %s\nmount = /api\n[route GET /plaintext]\n", hello_so());
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(4, "[route GET /plaintext] matches no plugin's route"));
-    run_free(&r);
+    expect_check_refused(conf_line(4, "[route GET /plaintext] matches no plugin's route"));
 
     write_conf("[plugin hello]\npath = %s\nmount = /api\n[route POST /api/echo]\n", hello_so());
-    r = check_conf();
-    assert_ok(&r);
-    run_free(&r);
+    expect_check_ok();
 }
 END_TEST
 
 START_TEST(test_config_route_wrong_method)
 {
     write_conf("[plugin hello]\npath = %s\n[route POST /plaintext]\n", hello_so());
-    struct run r = check_conf();
-    assert_refused(&r, conf_line(3, "[route POST /plaintext] matches no plugin's route"));
-    run_free(&r);
+    expect_check_refused(conf_line(3, "[route POST /plaintext] matches no plugin's route"));
 }
 END_TEST
 
@@ -656,11 +648,8 @@ END_TEST
 START_TEST(test_serve_refuses_bad_config)
 {
     write_conf("[server]\nlisten = 127.0.0.1:0\nworkers = lots\n");
-    struct run r = serve_conf();
-    ck_assert_msg(r.status != -1, "the host started with a bad config");
-    assert_refused(&r, conf_line(3, "bad workers 'lots' (use 1..1024 or auto)"));
-    ck_assert_msg(!strstr(r.err, "listening on"), "the host listened:\n%s", r.err);
-    run_free(&r);
+    expect_serve_refused(conf_line(3, "bad workers 'lots' (use 1..1024 or auto)"),
+                         "the host started with a bad config");
 }
 END_TEST
 
@@ -807,62 +796,59 @@ START_TEST(test_host_exports_only_sdk)
 }
 END_TEST
 
+/* A tcase of the loader suite: its own temporary directory, 30 s a test. */
+static TCase *loader_tcase(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 static Suite *loader_suite(void)
 {
     Suite *s = suite_create("loader");
-    TCase *plugins = tcase_create("plugins");
-    TCase *config = tcase_create("config");
-    TCase *exports = tcase_create("exports");
+    TCase *tc;
 
-    tcase_add_unchecked_fixture(plugins, setup, teardown);
-    tcase_set_timeout(plugins, 30);
-    tcase_add_test(plugins, test_good_config_ok);
-    tcase_add_test(plugins, test_plugin_file_missing);
-    tcase_add_test(plugins, test_plugin_not_shared_object);
-    tcase_add_test(plugins, test_plugin_bare_relative_path);
-    tcase_add_test(plugins, test_plugin_no_descriptor);
-    tcase_add_test(plugins, test_plugin_abi_mismatch);
-    tcase_add_test(plugins, test_plugin_descriptor_too_small);
-    tcase_add_test(plugins, test_plugin_init_fails);
-    tcase_add_test(plugins, test_plugin_duplicate_route);
-    tcase_add_test(plugins, test_plugin_duplicate_route_other_mount_ok);
-    tcase_add_test(plugins, test_plugin_route_without_slash);
-    tcase_add_test(plugins, test_plugin_name_mismatch);
-    tcase_add_test(plugins, test_plugin_errors_all_reported);
-    tcase_add_test(plugins, test_serve_refuses_broken_plugin);
-    tcase_add_test(plugins, test_serve_refuses_failing_init);
-    suite_add_tcase(s, plugins);
+    tc = loader_tcase(s, "plugins");
+    tcase_add_test(tc, test_good_config_ok);
+    tcase_add_test(tc, test_plugin_file_missing);
+    tcase_add_test(tc, test_plugin_not_shared_object);
+    tcase_add_test(tc, test_plugin_bare_relative_path);
+    tcase_add_test(tc, test_plugin_no_descriptor);
+    tcase_add_test(tc, test_plugin_abi_mismatch);
+    tcase_add_test(tc, test_plugin_descriptor_too_small);
+    tcase_add_test(tc, test_plugin_init_fails);
+    tcase_add_test(tc, test_plugin_duplicate_route);
+    tcase_add_test(tc, test_plugin_duplicate_route_other_mount_ok);
+    tcase_add_test(tc, test_plugin_route_without_slash);
+    tcase_add_test(tc, test_plugin_name_mismatch);
+    tcase_add_test(tc, test_plugin_errors_all_reported);
+    tcase_add_test(tc, test_serve_refuses_broken_plugin);
+    tcase_add_test(tc, test_serve_refuses_failing_init);
 
-    tcase_add_unchecked_fixture(config, setup, teardown);
-    tcase_set_timeout(config, 30);
-    tcase_add_test(config, test_config_unknown_section);
-    tcase_add_test(config, test_config_unknown_key);
-    tcase_add_test(config, test_config_bad_size);
-    tcase_add_test(config, test_config_bad_duration);
-    tcase_add_test(config, test_config_missing_path);
-    tcase_add_test(config, test_config_route_matches_nothing);
-    tcase_add_test(config, test_config_route_under_mount);
-    tcase_add_test(config, test_config_route_wrong_method);
-    tcase_add_test(config, test_config_errors_all_reported);
-    tcase_add_test(config, test_serve_refuses_bad_config);
-    tcase_add_test(config, test_config_file_missing);
-    tcase_add_test(config, test_bad_usage);
-    suite_add_tcase(s, config);
+    tc = loader_tcase(s, "config");
+    tcase_add_test(tc, test_config_unknown_section);
+    tcase_add_test(tc, test_config_unknown_key);
+    tcase_add_test(tc, test_config_bad_size);
+    tcase_add_test(tc, test_config_bad_duration);
+    tcase_add_test(tc, test_config_missing_path);
+    tcase_add_test(tc, test_config_route_matches_nothing);
+    tcase_add_test(tc, test_config_route_under_mount);
+    tcase_add_test(tc, test_config_route_wrong_method);
+    tcase_add_test(tc, test_config_errors_all_reported);
+    tcase_add_test(tc, test_serve_refuses_bad_config);
+    tcase_add_test(tc, test_config_file_missing);
+    tcase_add_test(tc, test_bad_usage);
 
-    tcase_add_unchecked_fixture(exports, setup, teardown);
-    tcase_set_timeout(exports, 30);
-    tcase_add_test(exports, test_host_exports_only_sdk);
-    suite_add_tcase(s, exports);
+    tc = loader_tcase(s, "exports");
+    tcase_add_test(tc, test_host_exports_only_sdk);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(loader_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(loader_suite());
 }

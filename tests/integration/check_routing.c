@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../check_main.h"
+#include "client.h"
 #include "squall_test.h"
 
 #define PATHBUF (PATH_MAX + 64)
@@ -24,12 +26,6 @@
 static sq_test_host *host;
 static char tmpdir[64];
 static char marker[PATHBUF]; /* the file params' fini writes */
-
-static const char *build_dir(void)
-{
-    const char *b = getenv("SQ_BUILD");
-    return b && *b ? b : "build";
-}
 
 /* Starts a host with params (and extra config text after its section). */
 static sq_test_host *start_params(const char *extra)
@@ -39,7 +35,7 @@ static sq_test_host *start_params(const char *extra)
     snprintf(conf, sizeof(conf),
              "[plugin params]\npath = %s/tests/plugins/params.so\n"
              "greeting = \"hello there ; not a comment\"\nfini_marker = %s\n%s",
-             build_dir(), marker, extra ? extra : "");
+             client_build_dir(), marker, extra ? extra : "");
     sq_test_host *h = sq_test_start(conf);
     ck_assert_msg(h, "sq_test_start: %s", sq_test_error());
     return h;
@@ -79,25 +75,10 @@ static void teardown(void)
     host = NULL;
 }
 
-static sq_test_res *req(const char *method, const char *path, const char *headers, const void *body,
-                        size_t len)
-{
-    sq_test_res *res = sq_test_request(host, method, path, headers, body, len);
-    ck_assert_msg(res, "%s %s: no connection", method, path);
-    return res;
-}
-
-static void assert_header(const sq_test_res *res, const char *name, const char *want)
-{
-    const char *v = sq_test_header(res, name);
-    ck_assert_msg(v, "no %s header in:\n%s", name, res->headers);
-    ck_assert_str_eq(v, want);
-}
-
 /* GET path answers 200 with exactly body. */
 static void expect_body(const char *path, const char *body)
 {
-    sq_test_res *res = req("GET", path, NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "GET", path, NULL, NULL, 0);
 
     ck_assert_msg(res->status == 200, "GET %s: status %d, body %s", path, res->status, res->body);
     ck_assert_msg(strcmp(res->body, body) == 0, "GET %s: body \"%s\", want \"%s\"", path, res->body,
@@ -106,21 +87,13 @@ static void expect_body(const char *path, const char *body)
     sq_test_res_free(res);
 }
 
-/* A JSON error reply: status, application/json and exactly body. */
-static void assert_json_error(const sq_test_res *res, int status, const char *body)
-{
-    ck_assert_int_eq(res->status, status);
-    assert_header(res, "Content-Type", "application/json");
-    ck_assert_str_eq(res->body, body);
-}
-
 static void expect_404(const char *method, const char *path)
 {
-    sq_test_res *res = req(method, path, NULL, NULL, 0);
+    sq_test_res *res = client_req(host, method, path, NULL, NULL, 0);
 
     ck_assert_msg(res->status == 404, "%s %s: status %d, body %s", method, path, res->status,
                   res->body);
-    assert_json_error(res, 404, "{\"error\":\"Not Found\"}");
+    client_assert_json_error(res, 404, "{\"error\":\"Not Found\"}");
     sq_test_res_free(res);
 }
 
@@ -204,15 +177,15 @@ START_TEST(test_methods_on_one_path)
     const char *methods[] = {"GET", "POST", "DELETE"};
 
     for (size_t i = 0; i < 3; i++) {
-        sq_test_res *res = req(methods[i], "/thing", NULL, i == 1 ? "" : NULL, 0);
+        sq_test_res *res = client_req(host, methods[i], "/thing", NULL, i == 1 ? "" : NULL, 0);
         ck_assert_int_eq(res->status, 200);
         ck_assert_str_eq(res->body, methods[i]);
         sq_test_res_free(res);
     }
     /* HEAD runs the GET handler, which sees "HEAD"; the reply keeps its length, not body. */
-    sq_test_res *res = req("HEAD", "/thing", NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "HEAD", "/thing", NULL, NULL, 0);
     ck_assert_int_eq(res->status, 200);
-    assert_header(res, "Content-Length", "4");
+    client_assert_header(res, "Content-Length", "4");
     ck_assert_uint_eq(res->body_len, 0);
     sq_test_res_free(res);
 }
@@ -223,19 +196,19 @@ START_TEST(test_405_allow_list)
     const char *methods[] = {"PUT", "PATCH", "OPTIONS"};
 
     for (size_t i = 0; i < 3; i++) {
-        sq_test_res *res = req(methods[i], "/thing", NULL, NULL, 0);
-        assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
-        assert_header(res, "Allow", "GET, HEAD, POST, DELETE");
+        sq_test_res *res = client_req(host, methods[i], "/thing", NULL, NULL, 0);
+        client_assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
+        client_assert_header(res, "Allow", "GET, HEAD, POST, DELETE");
         sq_test_res_free(res);
     }
-    sq_test_res *res = req("POST", "/items/5", NULL, "", 0);
-    assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
-    assert_header(res, "Allow", "GET, HEAD");
+    sq_test_res *res = client_req(host, "POST", "/items/5", NULL, "", 0);
+    client_assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
+    client_assert_header(res, "Allow", "GET, HEAD");
     sq_test_res_free(res);
 
-    res = req("GET", "/json", NULL, NULL, 0);
-    assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
-    assert_header(res, "Allow", "POST");
+    res = client_req(host, "GET", "/json", NULL, NULL, 0);
+    client_assert_json_error(res, 405, "{\"error\":\"Method Not Allowed\"}");
+    client_assert_header(res, "Allow", "POST");
     sq_test_res_free(res);
 }
 END_TEST
@@ -244,16 +217,16 @@ END_TEST
 
 START_TEST(test_status_return_rendered)
 {
-    sq_test_res *res = req("GET", "/status/403", NULL, NULL, 0);
-    assert_json_error(res, 403, "{\"error\":\"Forbidden\"}");
+    sq_test_res *res = client_req(host, "GET", "/status/403", NULL, NULL, 0);
+    client_assert_json_error(res, 403, "{\"error\":\"Forbidden\"}");
     sq_test_res_free(res);
 
-    res = req("GET", "/status/429", NULL, NULL, 0);
-    assert_json_error(res, 429, "{\"error\":\"Too Many Requests\"}");
+    res = client_req(host, "GET", "/status/429", NULL, NULL, 0);
+    client_assert_json_error(res, 429, "{\"error\":\"Too Many Requests\"}");
     sq_test_res_free(res);
 
-    res = req("GET", "/status/503", NULL, NULL, 0);
-    assert_json_error(res, 503, "{\"error\":\"Service Unavailable\"}");
+    res = client_req(host, "GET", "/status/503", NULL, NULL, 0);
+    client_assert_json_error(res, 503, "{\"error\":\"Service Unavailable\"}");
     sq_test_res_free(res);
 }
 END_TEST
@@ -262,11 +235,11 @@ END_TEST
    {"error": <a non-empty string>}. */
 START_TEST(test_status_418)
 {
-    sq_test_res *res = req("GET", "/status/418", NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "GET", "/status/418", NULL, NULL, 0);
     json_error_t e;
 
     ck_assert_int_eq(res->status, 418);
-    assert_header(res, "Content-Type", "application/json");
+    client_assert_header(res, "Content-Type", "application/json");
     json_t *j = json_loads(res->body, 0, &e);
     ck_assert_msg(j, "body is not JSON: %s (%s)", res->body, e.text);
     ck_assert_uint_eq(json_object_size(j), 1);
@@ -301,8 +274,8 @@ static char *capture_stderr(void (*fn)(void))
 
 static void get_noreply(void)
 {
-    sq_test_res *res = req("GET", "/noreply", NULL, NULL, 0);
-    assert_json_error(res, 500, "{\"error\":\"Internal Server Error\"}");
+    sq_test_res *res = client_req(host, "GET", "/noreply", NULL, NULL, 0);
+    client_assert_json_error(res, 500, "{\"error\":\"Internal Server Error\"}");
     sq_test_res_free(res);
 }
 
@@ -324,9 +297,9 @@ static void get_bad_returns(void)
                            "/status/-1"};
 
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        sq_test_res *res = req("GET", paths[i], NULL, NULL, 0);
+        sq_test_res *res = client_req(host, "GET", paths[i], NULL, NULL, 0);
         ck_assert_msg(res->status == 500, "GET %s: %d", paths[i], res->status);
-        assert_json_error(res, 500, "{\"error\":\"Internal Server Error\"}");
+        client_assert_json_error(res, 500, "{\"error\":\"Internal Server Error\"}");
         sq_test_res_free(res);
     }
 }
@@ -349,10 +322,10 @@ END_TEST
 
 START_TEST(test_reply_header)
 {
-    sq_test_res *res = req("GET", "/header", NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "GET", "/header", NULL, NULL, 0);
 
     ck_assert_int_eq(res->status, 200);
-    assert_header(res, "X-Params", "yes");
+    client_assert_header(res, "X-Params", "yes");
     /* sq_reply_header refused a bad name and a value that would split the header block. */
     ck_assert_str_eq(res->body, "0 -22 -22");
     ck_assert_ptr_null(sq_test_header(res, "Set-Cookie"));
@@ -364,11 +337,11 @@ END_TEST
 
 static void get_twice(void)
 {
-    sq_test_res *res = req("GET", "/twice", NULL, NULL, 0);
+    sq_test_res *res = client_req(host, "GET", "/twice", NULL, NULL, 0);
     ck_assert_int_eq(res->status, 200);
     ck_assert_uint_eq(res->body_len, 5); /* one reply on the wire, not two */
     ck_assert_str_eq(res->body, "first");
-    assert_header(res, "Content-Length", "5");
+    client_assert_header(res, "Content-Length", "5");
     sq_test_res_free(res);
 }
 
@@ -383,7 +356,8 @@ END_TEST
 
 START_TEST(test_arena_alloc)
 {
-    sq_test_res *res = req("GET", "/fill/10000", NULL, NULL, 0); /* past one arena block */
+    /* 10000 bytes: past one arena block */
+    sq_test_res *res = client_req(host, "GET", "/fill/10000", NULL, NULL, 0);
 
     ck_assert_int_eq(res->status, 200);
     ck_assert_uint_eq(res->body_len, 10000);
@@ -430,10 +404,10 @@ START_TEST(test_body_json_valid)
 {
     const char *body = "{ \"a\": [1, 2, {\"b\": null}], \"s\": \"\\u00e9\" }";
     sq_test_res *res =
-        req("POST", "/json", "Content-Type: application/json\r\n", body, strlen(body));
+        client_req(host, "POST", "/json", "Content-Type: application/json\r\n", body, strlen(body));
 
     ck_assert_int_eq(res->status, 200);
-    assert_header(res, "Content-Type", "application/json");
+    client_assert_header(res, "Content-Type", "application/json");
     ck_assert_str_eq(res->body, "{\"got\":{\"a\":[1,2,{\"b\":null}],\"s\":\"\xC3\xA9\"}}");
     sq_test_res_free(res);
 }
@@ -451,7 +425,7 @@ START_TEST(test_body_json_large)
     memset(body + 2, 'y', n);
     strcpy(body + 2 + n, "\"]");
     snprintf(want, n + 32, "{\"got\":%s}", body);
-    sq_test_res *res = req("POST", "/json", NULL, body, strlen(body));
+    sq_test_res *res = client_req(host, "POST", "/json", NULL, body, strlen(body));
     ck_assert_int_eq(res->status, 200);
     ck_assert_uint_eq(res->body_len, strlen(want));
     ck_assert_msg(strcmp(res->body, want) == 0, "large JSON reply differs");
@@ -467,7 +441,7 @@ START_TEST(test_body_json_invalid)
     json_error_t e;
 
     for (size_t i = 0; i < 3; i++) {
-        sq_test_res *res = req("POST", "/json", NULL, bodies[i], strlen(bodies[i]));
+        sq_test_res *res = client_req(host, "POST", "/json", NULL, bodies[i], strlen(bodies[i]));
         ck_assert_msg(res->status == 400, "body %s: %d", bodies[i], res->status);
         json_t *j = json_loads(res->body, 0, &e);
         ck_assert_msg(j, "reply is not JSON: %s", res->body);
@@ -477,8 +451,8 @@ START_TEST(test_body_json_invalid)
         json_decref(j);
         sq_test_res_free(res);
     }
-    sq_test_res *res = req("POST", "/json", NULL, "", 0);
-    assert_json_error(res, 400, "{\"error\":\"the request has no body\"}");
+    sq_test_res *res = client_req(host, "POST", "/json", NULL, "", 0);
+    client_assert_json_error(res, 400, "{\"error\":\"the request has no body\"}");
     sq_test_res_free(res);
 }
 END_TEST
@@ -499,7 +473,7 @@ START_TEST(test_config_key_absent)
 
     sq_test_stop(host);
     snprintf(conf, sizeof(conf), "[plugin params]\npath = %s/tests/plugins/params.so\n",
-             build_dir());
+             client_build_dir());
     host = sq_test_start(conf);
     ck_assert_msg(host, "%s", sq_test_error());
     expect_body("/config", "{\"name\":\"params\",\"greeting\":null,\"now\":null}");
@@ -530,7 +504,7 @@ START_TEST(test_with_hello)
     sq_test_stop(host);
     unlink(marker);
     snprintf(extra, sizeof(extra), "[plugin hello]\npath = %s/plugins/hello.so\nmount = /h\n",
-             build_dir());
+             client_build_dir());
     host = start_params(extra);
     expect_body("/h/plaintext", "Hello, World!");
     expect_body("/items/9", "item 9");
@@ -539,68 +513,59 @@ START_TEST(test_with_hello)
 }
 END_TEST
 
+/* A tcase of the routing suite: a private directory, a fresh host per test, 20 s a test. */
+static TCase *routing_tcase(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+
+    tcase_add_unchecked_fixture(tc, make_tmpdir, remove_tmpdir);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 20);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 static Suite *routing_suite(void)
 {
     Suite *s = suite_create("routing");
-    TCase *params = tcase_create("params");
-    TCase *handlers = tcase_create("handlers");
-    TCase *input = tcase_create("input");
-    TCase *lifecycle = tcase_create("lifecycle");
+    TCase *tc;
 
-    tcase_add_unchecked_fixture(params, make_tmpdir, remove_tmpdir);
-    tcase_add_checked_fixture(params, setup, teardown);
-    tcase_set_timeout(params, 20);
-    tcase_add_test(params, test_int_param);
-    tcase_add_test(params, test_int_param_leading_zeros);
-    tcase_add_test(params, test_int_param_rejects);
-    tcase_add_test(params, test_str_param_decoded);
-    tcase_add_test(params, test_path_param);
-    tcase_add_test(params, test_static_wins);
-    tcase_add_test(params, test_methods_on_one_path);
-    tcase_add_test(params, test_405_allow_list);
-    suite_add_tcase(s, params);
+    tc = routing_tcase(s, "params");
+    tcase_add_test(tc, test_int_param);
+    tcase_add_test(tc, test_int_param_leading_zeros);
+    tcase_add_test(tc, test_int_param_rejects);
+    tcase_add_test(tc, test_str_param_decoded);
+    tcase_add_test(tc, test_path_param);
+    tcase_add_test(tc, test_static_wins);
+    tcase_add_test(tc, test_methods_on_one_path);
+    tcase_add_test(tc, test_405_allow_list);
 
-    tcase_add_unchecked_fixture(handlers, make_tmpdir, remove_tmpdir);
-    tcase_add_checked_fixture(handlers, setup, teardown);
-    tcase_set_timeout(handlers, 20);
-    tcase_add_test(handlers, test_status_return_rendered);
-    tcase_add_test(handlers, test_status_418);
-    tcase_add_test(handlers, test_zero_without_reply_is_500);
-    tcase_add_test(handlers, test_bad_return_is_500);
-    tcase_add_test(handlers, test_reply_header);
-    tcase_add_test(handlers, test_second_reply_refused);
-    tcase_add_test(handlers, test_arena_alloc);
-    suite_add_tcase(s, handlers);
+    tc = routing_tcase(s, "handlers");
+    tcase_add_test(tc, test_status_return_rendered);
+    tcase_add_test(tc, test_status_418);
+    tcase_add_test(tc, test_zero_without_reply_is_500);
+    tcase_add_test(tc, test_bad_return_is_500);
+    tcase_add_test(tc, test_reply_header);
+    tcase_add_test(tc, test_second_reply_refused);
+    tcase_add_test(tc, test_arena_alloc);
 
-    tcase_add_unchecked_fixture(input, make_tmpdir, remove_tmpdir);
-    tcase_add_checked_fixture(input, setup, teardown);
-    tcase_set_timeout(input, 20);
-    tcase_add_test(input, test_query_decoding);
-    tcase_add_test(input, test_query_absent_and_empty);
-    tcase_add_test(input, test_remote_addr);
-    tcase_add_test(input, test_body_json_valid);
-    tcase_add_test(input, test_body_json_large);
-    tcase_add_test(input, test_body_json_invalid);
-    suite_add_tcase(s, input);
+    tc = routing_tcase(s, "input");
+    tcase_add_test(tc, test_query_decoding);
+    tcase_add_test(tc, test_query_absent_and_empty);
+    tcase_add_test(tc, test_remote_addr);
+    tcase_add_test(tc, test_body_json_valid);
+    tcase_add_test(tc, test_body_json_large);
+    tcase_add_test(tc, test_body_json_invalid);
 
-    tcase_add_unchecked_fixture(lifecycle, make_tmpdir, remove_tmpdir);
-    tcase_add_checked_fixture(lifecycle, setup, teardown);
-    tcase_set_timeout(lifecycle, 20);
-    tcase_add_test(lifecycle, test_config_key);
-    tcase_add_test(lifecycle, test_config_key_absent);
-    tcase_add_test(lifecycle, test_fini_runs_on_stop);
-    tcase_add_test(lifecycle, test_with_hello);
-    suite_add_tcase(s, lifecycle);
+    tc = routing_tcase(s, "lifecycle");
+    tcase_add_test(tc, test_config_key);
+    tcase_add_test(tc, test_config_key_absent);
+    tcase_add_test(tc, test_fini_runs_on_stop);
+    tcase_add_test(tc, test_with_hello);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(routing_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(routing_suite());
 }

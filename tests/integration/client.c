@@ -2,7 +2,8 @@
  * client.c - helpers shared by the integration suites (see client.h).
  *
  * Test code, so it favours plainness over speed: every socket is non-blocking and every
- * wait is a poll() with a deadline.
+ * wait is a poll() with a deadline. The Check helpers at the end assert instead of
+ * returning errors.
  */
 #include "client.h"
 
@@ -25,6 +26,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "log.h" /* log_init: the in-process host logs at the level SQUALL_LOG sets */
 
 #define CLIENT_SEND_TIMEOUT_MS 5000
 #define SPAWN_READY_MS 10000
@@ -738,4 +741,149 @@ size_t client_round(struct client_conn **cs, size_t n, const char *req, int *sta
     free(sent);
     free(fin);
     return ok;
+}
+
+/* ---- Check helpers ---- */
+
+void client_log_quiet(void)
+{
+    setenv("SQUALL_LOG", "warn", 0);
+    log_init();
+}
+
+/* The running test's host (client_host_start), in the test's own process. */
+static sq_test_host *fixture_host;
+static uint16_t fixture_port;
+
+void client_host_start(const char *server_keys)
+{
+    char conf[4096];
+
+    ck_assert_msg(client_hello_conf(server_keys, conf, sizeof(conf)), "config too long");
+    fixture_host = sq_test_start(conf);
+    ck_assert_msg(fixture_host, "host did not start: %s", sq_test_error());
+    fixture_port = sq_test_port(fixture_host);
+}
+
+void client_host_setup(void)
+{
+    client_host_start(NULL);
+}
+
+void client_host_stop(void)
+{
+    sq_test_stop(fixture_host);
+    fixture_host = NULL;
+}
+
+TCase *client_host_tcase(Suite *s, const char *name, void (*setup)(void), double timeout)
+{
+    TCase *tc = tcase_create(name);
+
+    if (setup)
+        tcase_add_checked_fixture(tc, setup, client_host_stop);
+    tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+uint16_t client_host_port(void)
+{
+    return fixture_port;
+}
+
+struct client_conn *client_host_connect(void)
+{
+    struct client_conn *c = client_open(fixture_port);
+
+    ck_assert_msg(c, "cannot connect to 127.0.0.1:%u", fixture_port);
+    return c;
+}
+
+void client_expect_reply(struct client_conn *c, int status, const char *body)
+{
+    struct client_res res;
+
+    ck_assert_msg(client_read_reply(c, &res, false, T_MS) == 0,
+                  "no whole reply (closed=%d, %zu bytes unparsed)", c->closed, client_unparsed(c));
+    ck_assert_int_eq(res.status, status);
+    if (body) {
+        ck_assert_uint_eq(res.body_len, strlen(body));
+        ck_assert_str_eq(res.body, body);
+    }
+    client_res_free(&res);
+}
+
+void client_expect_closed(struct client_conn *c)
+{
+    ck_assert_msg(client_wait_close(c, CLOSE_MS), "the server kept the connection open");
+    ck_assert_msg(!c->reset, "the server reset the connection instead of closing it");
+    ck_assert_msg(client_unparsed(c) == 0, "%zu bytes after the last reply: %.60s",
+                  client_unparsed(c), c->buf + c->pos);
+}
+
+void client_expect_open(struct client_conn *c, int ms)
+{
+    ck_assert_msg(client_fill(c, ms) == -1, "the server closed the connection or sent bytes");
+}
+
+/* Appends POST /echo with body to out at *n. */
+static void add_echo(char *out, size_t cap, size_t *n, const char *body)
+{
+    int w = snprintf(out + *n, cap - *n,
+                     "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     strlen(body), body);
+    ck_assert(w > 0 && (size_t)w < cap - *n);
+    *n += (size_t)w;
+}
+
+/* The body of the i-th pipelined echo: distinct, and of varying length. */
+static const char *echo_body(int i, char *out, size_t len)
+{
+    snprintf(out, len, "body-%02d-%.*s", i, i * 3,
+             "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    return out;
+}
+
+size_t client_pipeline_build(char *out, size_t cap)
+{
+    char body[128];
+    size_t n = 0;
+
+    for (int i = 0; i < NPIPE; i++)
+        add_echo(out, cap, &n, echo_body(i, body, sizeof(body)));
+    return n;
+}
+
+void client_pipeline_expect(struct client_conn *c)
+{
+    char body[128];
+
+    for (int i = 0; i < NPIPE; i++)
+        client_expect_reply(c, 200, echo_body(i, body, sizeof(body)));
+}
+
+sq_test_res *client_req(sq_test_host *h, const char *method, const char *path, const char *headers,
+                        const void *body, size_t len)
+{
+    sq_test_res *res = sq_test_request(h, method, path, headers, body, len);
+
+    ck_assert_msg(res, "%s %s: no connection", method, path);
+    return res;
+}
+
+void client_assert_header(const sq_test_res *res, const char *name, const char *want)
+{
+    const char *v = sq_test_header(res, name);
+
+    ck_assert_msg(v, "no %s header in:\n%s", name, res->headers);
+    ck_assert_str_eq(v, want);
+}
+
+void client_assert_json_error(const sq_test_res *res, int status, const char *body)
+{
+    ck_assert_int_eq(res->status, status);
+    client_assert_header(res, "Content-Type", "application/json");
+    ck_assert_str_eq(res->body, body);
 }

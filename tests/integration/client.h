@@ -1,5 +1,6 @@
 /*
- * client.h - helpers shared by the integration suites: raw sockets, a spawned host.
+ * client.h - helpers shared by the integration suites: raw sockets, a spawned host, and the
+ * Check assertions the suites have in common.
  *
  * A test talks to a real host over real sockets on 127.0.0.1. The host is either in-process
  * (sq_test_start from sdk/squall_test.h) or a spawned `$SQ_BUILD/squall` (client_spawn),
@@ -9,6 +10,9 @@
  * parsed stay in it, so pipelined replies are parsed one after another, in order. Every
  * wait takes a timeout in milliseconds, so a server that hangs fails the test instead of
  * hanging it.
+ *
+ * Everything up to "Check helpers" returns errors; the Check helpers at the end fail the
+ * running test instead, so they may only be called from a test or a checked fixture.
  */
 #ifndef SQUALL_TEST_CLIENT_H
 #define SQUALL_TEST_CLIENT_H
@@ -17,6 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include <check.h>
+
+#include "squall_test.h"
 
 /* ---- Paths and time ---- */
 
@@ -209,5 +217,84 @@ void client_res_free(struct client_res *res);
  */
 size_t client_round(struct client_conn **cs, size_t n, const char *req, int *status,
                     int timeout_ms);
+
+/* ---- Check helpers: each fails the running test instead of returning an error ---- */
+
+/* The requests the connection suites send the hello plugin, and what it answers. */
+#define GET_PLAIN "GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n"
+#define GET_JSON "GET /json HTTP/1.1\r\nHost: t\r\n\r\n"
+#define HELLO "Hello, World!"
+#define HELLO_JSON "{\"message\":\"Hello, World!\"}"
+
+#define T_MS 3000     /* waiting for one reply */
+#define CLOSE_MS 1000 /* waiting for the server to close after a final reply */
+#define NPIPE 16      /* pipelined requests per batch (client_pipeline_build) */
+
+/*
+ * Makes the in-process hosts log at warn unless $SQUALL_LOG says otherwise: a suite whose
+ * every test starts a host would log "plugin hello loaded" for each. Call it first in main.
+ * (A spawned host is not affected: client_spawn unsets SQUALL_LOG for it.)
+ */
+void client_log_quiet(void);
+
+/*
+ * A fresh in-process hello host per test. A tcase made by client_host_tcase starts one with
+ * a checked fixture (in the test's own process) and stops it after the test; the test finds
+ * it through client_host_port and client_host_connect. Check fixtures take no arguments, so
+ * the running test's host is the one piece of state here.
+ */
+
+/* Starts the running test's host: hello from the build directory, server_keys as for
+   client_hello_conf (NULL: the defaults). Fails the test when it does not start. */
+void client_host_start(const char *server_keys);
+
+/* A fixture setup: client_host_start(NULL). */
+void client_host_setup(void);
+
+/* Stops the running test's host (a fixture teardown); nothing when none runs. */
+void client_host_stop(void);
+
+/*
+ * Creates a tcase called name with a timeout of timeout seconds and adds it to s, which owns
+ * it. When setup is not NULL, each test runs with the host setup starts (a function that
+ * calls client_host_start), stopped by client_host_stop after it; when NULL the tests start
+ * what they need themselves. Returns the tcase, for the caller to add tests to.
+ */
+TCase *client_host_tcase(Suite *s, const char *name, void (*setup)(void), double timeout);
+
+/* The port the running test's host listens on (0 when none runs). */
+uint16_t client_host_port(void);
+
+/* Connects to the running test's host (client_open). Never NULL: fails the test instead. */
+struct client_conn *client_host_connect(void);
+
+/* Reads the next reply on c and checks its status and, unless body is NULL, its body. */
+void client_expect_reply(struct client_conn *c, int status, const char *body);
+
+/* Checks that the server closes c soon (a close, not a reset), sending nothing more. */
+void client_expect_closed(struct client_conn *c);
+
+/* Checks that the server keeps c open for ms (no close, no bytes). */
+void client_expect_open(struct client_conn *c, int ms);
+
+/* Writes NPIPE POST /echo requests, one after another, to out (cap bytes). Returns their
+   length. Their bodies are distinct and of varying length. */
+size_t client_pipeline_build(char *out, size_t cap);
+
+/* Reads NPIPE replies on c and checks they answer client_pipeline_build's requests, in
+   order. */
+void client_pipeline_expect(struct client_conn *c);
+
+/* sq_test_request on h that fails the test when no reply came. Free the reply with
+   sq_test_res_free. */
+sq_test_res *client_req(sq_test_host *h, const char *method, const char *path, const char *headers,
+                        const void *body, size_t len);
+
+/* Checks that res has a header called name (any case) and that its value is exactly want. */
+void client_assert_header(const sq_test_res *res, const char *name, const char *want);
+
+/* Checks that res is a JSON error reply: status, Content-Type application/json, and body
+   exactly (as a string: a body_len past an embedded NUL is not checked). */
+void client_assert_json_error(const sq_test_res *res, int status, const char *body);
 
 #endif

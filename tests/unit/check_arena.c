@@ -3,10 +3,10 @@
  */
 #include <check.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
+#include "../check_main.h"
 
 static char first[1024];
 
@@ -93,19 +93,22 @@ START_TEST(test_huge_fails)
 }
 END_TEST
 
-int main(void)
+static Suite *arena_suite(void)
 {
     Suite *s = suite_create("arena");
     TCase *tc = tcase_create("arena");
+    tcase_set_timeout(tc, 10);
+
     tcase_add_test(tc, test_first_block_then_heap);
     tcase_add_test(tc, test_alignment);
     tcase_add_test(tc, test_many_chunks);
     tcase_add_test(tc, test_strings);
     tcase_add_test(tc, test_huge_fails);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return s;
+}
+
+int main(void)
+{
+    return check_run(arena_suite());
 }

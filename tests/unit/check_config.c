@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../check_main.h"
+
 static char err[4096];
 
 /* Parses text as "plugins.conf" (no directory); err holds the errors when NULL. */
@@ -634,11 +636,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(config_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(config_suite());
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../check_main.h"
+
 #define S(lit) lit, sizeof(lit) - 1 /* a literal and its length, NULs included */
 
 #define HOST "Host: example.com\r\n"
@@ -803,11 +805,5 @@ static Suite *http1_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http1_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return check_run(http1_suite());
 }

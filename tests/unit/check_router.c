@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../check_main.h"
+
 static struct router *R;
 static void *data;
 static struct route_params params;
@@ -561,11 +563,5 @@ static Suite *router_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(router_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return check_run(router_suite());
 }
