@@ -28,12 +28,12 @@
 #include "request.h"
 #include "server.h"
 
-#define CONN_RBUF 16384       /* read buffer a connection starts with */
-#define CONN_ARENA 4096       /* arena block embedded in the connection */
-#define CONN_OUT_HIGH 65536   /* replies pending past this are sent before parsing more */
-#define CONN_OUT_KEEP 262144  /* output buffers bigger than this are freed once sent */
-#define CONN_SPARE_MAX 1024   /* closed connections kept for reuse */
-#define CONN_LINGER_MS 2000   /* reading what a client still sends after we close */
+#define CONN_RBUF 16384      /* read buffer a connection starts with */
+#define CONN_ARENA 4096      /* arena block embedded in the connection */
+#define CONN_OUT_HIGH 65536  /* replies pending past this are sent before parsing more */
+#define CONN_OUT_KEEP 262144 /* output buffers bigger than this are freed once sent */
+#define CONN_SPARE_MAX 1024  /* closed connections kept for reuse */
+#define CONN_LINGER_MS 2000  /* reading what a client still sends after we close */
 
 enum conn_phase { PHASE_HEAD, PHASE_BODY };
 enum conn_timer { TIMER_NONE, TIMER_HEADER, TIMER_BODY, TIMER_IDLE, TIMER_WRITE, TIMER_LINGER };
@@ -191,10 +191,10 @@ static void conn_terminate_head(struct conn *c)
 {
     struct http1_request *h = &c->head;
     const char *lo = c->rbuf + c->rpos, *hi = lo + c->head_len;
-#define TERMINATE(p, n)                                                                    \
-    do {                                                                                   \
-        if ((p) >= lo && (p) + (n) < hi)                                                   \
-            *(char *)((p) + (n)) = '\0';                                                   \
+#define TERMINATE(p, n)                                                                            \
+    do {                                                                                           \
+        if ((p) >= lo && (p) + (n) < hi)                                                           \
+            *(char *)((p) + (n)) = '\0';                                                           \
     } while (0)
     TERMINATE(h->method, h->method_len);
     TERMINATE(h->path, h->path_len);
@@ -211,11 +211,11 @@ static void conn_log_access(struct conn *c, const struct sq_req *r)
     const char *ref = sq_header(&c->req, "Referer"), *ua = sq_header(&c->req, "User-Agent");
     char line[2048];
 
-    int n = snprintf(line, sizeof(line), "%s - - [%s] \"%s %s%s%s HTTP/1.%d\" %d %zu \"%s\" \"%s\"\n",
-                     sq_remote_addr(&c->req), accesslog_time(al, server_now_ms(c->srv) / 1000),
-                     r->http->method, r->http->path, r->http->query ? "?" : "",
-                     r->http->query ? r->http->query : "", r->http->minor, r->status,
-                     r->head ? 0 : r->reply_len, ref ? ref : "-", ua ? ua : "-");
+    int n = snprintf(
+        line, sizeof(line), "%s - - [%s] \"%s %s%s%s HTTP/1.%d\" %d %zu \"%s\" \"%s\"\n",
+        sq_remote_addr(&c->req), accesslog_time(al, server_now_ms(c->srv) / 1000), r->http->method,
+        r->http->path, r->http->query ? "?" : "", r->http->query ? r->http->query : "",
+        r->http->minor, r->status, r->head ? 0 : r->reply_len, ref ? ref : "-", ua ? ua : "-");
     if (n > 0)
         accesslog_write(al, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -236,9 +236,7 @@ static void conn_route(struct conn *c, struct sq_req *r)
         sq_reply_header(r, "Allow", allow);
         request_reply_error(r, 405, NULL);
         break;
-    case ROUTER_NOT_FOUND:
-        request_reply_error(r, 404, NULL);
-        break;
+    case ROUTER_NOT_FOUND: request_reply_error(r, 404, NULL); break;
     }
 }
 

@@ -39,8 +39,8 @@ static void *host_thread(void *arg)
 
 sq_test_host *sq_test_start(const char *conf)
 {
-    struct config *cfg = config_parse(conf, strlen(conf), "test.conf", start_error,
-                                      sizeof(start_error));
+    struct config *cfg =
+        config_parse(conf, strlen(conf), "test.conf", start_error, sizeof(start_error));
     if (!cfg)
         return NULL;
     if (cfg->nlisten == 1 && cfg->listen[0].line == 0) { /* the default: use any free port */
@@ -123,22 +123,26 @@ static char *recv_all(int fd, size_t *len)
     return buf;
 }
 
-static sq_test_res *parse_reply(char *raw, size_t n)
+/* Splits a reply into status, header block and body. A reply that is not HTTP keeps
+   status 0 and all its bytes as the body. */
+static sq_test_res *parse_reply(const char *raw, size_t n)
 {
     sq_test_res *res = xcalloc(1, sizeof(*res));
-    char *eol = strstr(raw, "\r\n"), *end = strstr(raw, "\r\n\r\n");
+    const char *eol = strstr(raw, "\r\n"), *end = strstr(raw, "\r\n\r\n");
+    const char *headers = "", *body = raw;
+    size_t headers_len = 0;
 
-    if (!eol || !end || sscanf(raw, "HTTP/1.%*d %d", &res->status) != 1) {
+    if (eol && end && sscanf(raw, "HTTP/1.%*d %d", &res->status) == 1) {
+        headers = eol + 2;
+        headers_len = (size_t)(end + 2 - headers);
+        body = end + 4;
+    } else {
         res->status = 0;
-        end = raw + n - 4;
-        eol = raw - 2;
     }
-    res->headers = xmalloc((size_t)(end - eol) + 1);
-    memcpy(res->headers, eol + 2, (size_t)(end + 2 - (eol + 2)));
-    res->headers[end + 2 - (eol + 2)] = '\0';
-    res->body_len = n - (size_t)(end + 4 - raw);
+    res->headers = xstrndup(headers, headers_len);
+    res->body_len = n - (size_t)(body - raw);
     res->body = xmalloc(res->body_len + 1);
-    memcpy(res->body, end + 4, res->body_len);
+    memcpy(res->body, body, res->body_len);
     res->body[res->body_len] = '\0';
     return res;
 }
@@ -174,7 +178,8 @@ const char *sq_test_header(const sq_test_res *res, const char *name)
     static char value[1024];
     size_t n = strlen(name);
 
-    for (const char *l = res->headers; l && *l; l = strstr(l, "\r\n") ? strstr(l, "\r\n") + 2 : NULL) {
+    for (const char *l = res->headers; l && *l;
+         l = strstr(l, "\r\n") ? strstr(l, "\r\n") + 2 : NULL) {
         if (strncasecmp(l, name, n) == 0 && l[n] == ':') {
             const char *v = l + n + 1, *e = strstr(v, "\r\n");
             while (*v == ' ')

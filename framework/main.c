@@ -58,8 +58,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    struct server *srv = server_new(cfg, check ? SERVER_NO_LISTEN : SERVER_SIGNALS, err,
-                                    sizeof(err));
+    struct server *srv =
+        server_new(cfg, check ? SERVER_NO_LISTEN : SERVER_SIGNALS, err, sizeof(err));
     if (!srv) {
         fprintf(stderr, "%s\n", err);
         return 1;

@@ -109,8 +109,7 @@ static int open_library(struct sq_plugin_ctx *p, char *why, size_t len)
     }
     p->desc = dlsym(p->dl, SQ_PLUGIN_SYMBOL);
     if (!p->desc) {
-        snprintf(why, len, "no descriptor (%s): define one with SQ_PLUGIN(...)",
-                 SQ_PLUGIN_SYMBOL);
+        snprintf(why, len, "no descriptor (%s): define one with SQ_PLUGIN(...)", SQ_PLUGIN_SYMBOL);
         return -1;
     }
     if (check_descriptor(p->desc, why, len) < 0)
@@ -137,8 +136,8 @@ static int run_init(struct sq_plugin_ctx *p, char *why, size_t len)
     return 0;
 }
 
-struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, struct router *router,
-                                  char *err, size_t errlen)
+struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, struct router *router, char *err,
+                                  size_t errlen)
 {
     struct sq_plugin_ctx *p = xcalloc(1, sizeof(*p));
     char why[512];

@@ -246,8 +246,14 @@ int sq_reply(sq_req *r, int status, const char *content_type, const void *body, 
         return SQ_EINVAL;
     }
     struct response resp = {
-        .status = status, .content_type = content_type, .body = body, .len = len,
-        .headers = r->headers, .head = r->head, .close = r->close, .keep_alive = r->keep_alive,
+        .status = status,
+        .content_type = content_type,
+        .body = body,
+        .len = len,
+        .headers = r->headers,
+        .head = r->head,
+        .close = r->close,
+        .keep_alive = r->keep_alive,
     };
     response_write(r->out, r->date, &resp);
     r->status = status;

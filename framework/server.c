@@ -20,7 +20,7 @@
 
 #include "conn.h"
 
-#define ACCEPT_BATCH 64     /* accepts per event, so one listener cannot starve the loop */
+#define ACCEPT_BATCH 64      /* accepts per event, so one listener cannot starve the loop */
 #define ACCEPT_RESUME_MS 100 /* retry accepting this soon after running out of descriptors */
 #define LISTEN_BACKLOG 4096
 
@@ -127,7 +127,8 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
 static int bind_one(const struct config_listen *cl, uint16_t *port, char *why, size_t len)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai;
     int rc = getaddrinfo(cl->host, cl->port, &hints, &ai), fd = -1, one = 1;

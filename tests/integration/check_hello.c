@@ -6,7 +6,9 @@
  */
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../check_main.h"
 #include "client.h"
@@ -253,6 +255,38 @@ START_TEST(test_many_requests)
 }
 END_TEST
 
+/* access_log = FILE: one combined-format line per request, written by the time the host
+   stops. */
+START_TEST(test_access_log)
+{
+    char dir[] = "/tmp/check_hello.XXXXXX", path[64], text[1024], line[4096];
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/access.log", dir);
+    snprintf(text, sizeof(text),
+             "[server]\naccess_log = %s\n[plugin hello]\npath = %s/plugins/hello.so\n", path,
+             client_build_dir());
+    sq_test_host *h = sq_test_start(text);
+    ck_assert_msg(h, "sq_test_start: %s", sq_test_error());
+    sq_test_res_free(client_req(h, "GET", "/plaintext?x=1", "User-Agent: check\r\n", NULL, 0));
+    sq_test_res_free(client_req(h, "GET", "/nope", NULL, NULL, 0));
+    sq_test_stop(h);
+
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    ck_assert_msg(strstr(line, "127.0.0.1 - - [") == line, "%s", line);
+    ck_assert_msg(strstr(line, "] \"GET /plaintext?x=1 HTTP/1.1\" 200 13 \"-\" \"check\"\n"), "%s",
+                  line);
+    ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+    ck_assert_msg(strstr(line, "\"GET /nope HTTP/1.1\" 404 21 "), "%s", line);
+    ck_assert_ptr_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *hello_suite(void)
 {
     Suite *s = suite_create("hello");
@@ -277,6 +311,7 @@ static Suite *hello_suite(void)
 
     tcase_set_timeout(st, 10);
     tcase_add_test(st, test_start_error);
+    tcase_add_test(st, test_access_log);
     suite_add_tcase(s, st);
     return s;
 }
