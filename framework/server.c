@@ -125,33 +125,51 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Listeners ---- */
 
+/* A listening socket for addr; -1 with errno set. */
+static int listen_on(const struct addrinfo *ai, bool v6only)
+{
+    int one = 1, v6 = v6only;
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof(v6));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* Binds cl. With no host ("*:8080") it takes one dual-stack IPv6 socket for every address,
+   or the IPv4 wildcard where IPv6 is missing. */
 static int bind_one(const struct config_listen *cl, uint16_t *port, char *why, size_t len)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+    struct addrinfo hints = {.ai_family = cl->host ? AF_UNSPEC : AF_INET6,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai;
-    int rc = getaddrinfo(cl->host, cl->port, &hints, &ai), fd = -1, one = 1;
+    int rc = getaddrinfo(cl->host, cl->port, &hints, &ai), fd = -1;
 
-    if (rc != 0) {
-        snprintf(why, len, "%s", gai_strerror(rc));
-        return -1;
-    }
-    /* With no host, getaddrinfo lists the IPv6 wildcard last on most systems; any works. */
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (ai->ai_family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    }
-    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-        snprintf(why, len, "%s", strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    if (rc == 0) {
+        fd = listen_on(ai, cl->host != NULL);
         freeaddrinfo(ai);
+    }
+    if (fd < 0 && !cl->host) {
+        hints.ai_family = AF_INET;
+        if ((rc = getaddrinfo(NULL, cl->port, &hints, &ai)) == 0) {
+            fd = listen_on(ai, false);
+            freeaddrinfo(ai);
+        }
+    }
+    if (fd < 0) {
+        snprintf(why, len, "%s", rc ? gai_strerror(rc) : strerror(errno));
         return -1;
     }
-    freeaddrinfo(ai);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &sl);
