@@ -31,6 +31,8 @@ FW_OBJ   := $(FW_SRC:%.c=$(BUILD)/%.o)
 LIB      := $(BUILD)/libsquall.a
 PLUGINS  := $(notdir $(wildcard plugins/*))
 PLUGIN_SO:= $(PLUGINS:%=$(BUILD)/plugins/%.so)
+EXAMPLES := $(notdir $(wildcard examples/*))
+EXAMPLE_SO := $(EXAMPLES:%=$(BUILD)/examples/%.so)
 TPLUGINS := $(notdir $(basename $(wildcard tests/plugins/*.c)))
 TPLUG_SO := $(TPLUGINS:%=$(BUILD)/tests/plugins/%.so)
 UNIT     := $(notdir $(basename $(wildcard tests/unit/check_*.c)))
@@ -49,7 +51,7 @@ endif
 .PHONY: all run test bench fuzz deps deps-ok clean plugins tests
 all: deps-ok $(BUILD)/squall plugins
 
-plugins: $(PLUGIN_SO)
+plugins: $(PLUGIN_SO) $(EXAMPLE_SO)
 
 $(BUILD)/%.o: %.c $(wildcard framework/*.h sdk/*.h)
 	@mkdir -p $(dir $@)
@@ -70,6 +72,12 @@ $(BUILD)/plugins/%.so: plugins/%/*.c sdk/squall.h sdk/plugin.mk
 	@echo "  PLUG  $@"
 	$(Q)$(MAKE) --no-print-directory -s -C plugins/$* -f $(CURDIR)/sdk/plugin.mk \
 	    OUT=$(CURDIR)/$(BUILD)/plugins SQ_EXTRA_CFLAGS="$(SANFLAGS)"
+
+$(BUILD)/examples/%.so: examples/%/*.c sdk/squall.h sdk/plugin.mk
+	@mkdir -p $(dir $@)
+	@echo "  PLUG  $@"
+	$(Q)$(MAKE) --no-print-directory -s -C examples/$* -f $(CURDIR)/sdk/plugin.mk \
+	    OUT=$(CURDIR)/$(BUILD)/examples SQ_EXTRA_CFLAGS="$(SANFLAGS)"
 
 $(BUILD)/tests/plugins/%.so: tests/plugins/%.c sdk/squall.h
 	@mkdir -p $(dir $@)

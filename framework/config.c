@@ -23,11 +23,11 @@
 enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_PLUGIN, SEC_ROUTE };
 
 enum server_key { K_LISTEN, K_WORKERS, K_HEADER_TIMEOUT, K_KEEPALIVE_TIMEOUT, K_MAX_HEADER,
-                  K_MAX_BODY, K_ACCESS_LOG, K_COUNT };
+                  K_MAX_BODY, K_ACCESS_LOG, K_COROUTINE_STACK, K_THREADS, K_COUNT };
 
 static const char *const server_keys[K_COUNT] = {
     "listen", "workers", "header_timeout", "keepalive_timeout", "max_header", "max_body",
-    "access_log",
+    "access_log", "coroutine_stack", "threads",
 };
 
 struct parser {
@@ -221,19 +221,35 @@ static void add_listen(struct parser *p, const char *v)
     cfg->listen[cfg->nlisten++] = (struct config_listen){ host, xstrdup(port), p->line };
 }
 
-static void set_workers(struct parser *p, const char *v)
+/* The number of CPUs online, clamped to 1..1024 (the value of "auto"). */
+static unsigned cpus_online(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return cpus < 1 ? 1 : cpus > 1024 ? 1024 : (unsigned)cpus;
+}
+
+/* A count of 1..1024 or "auto" (CPUs online) into *out; an error naming key otherwise. */
+static void set_count(struct parser *p, const char *key, const char *v, unsigned *out)
 {
     const char *end = v;
     uint64_t n;
 
-    if (strcmp(v, "auto") == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        p->cfg->workers = cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
-    } else if (parse_digits(&end, &n) == 0 && !*end && n >= 1 && n <= 1024) {
+    if (strcmp(v, "auto") == 0)
+        *out = cpus_online();
+    else if (parse_digits(&end, &n) == 0 && !*end && n >= 1 && n <= 1024)
+        *out = (unsigned)n;
+    else
+        perr(p, "bad %s '%s' (use 1..1024 or auto)", key, v);
+}
+
+static void set_workers(struct parser *p, const char *v)
+{
+    unsigned n = 0;
+
+    set_count(p, "workers", v, &n);
+    if (n)
         p->cfg->workers = (int)n;
-    } else {
-        perr(p, "bad workers '%s' (use 1..1024 or auto)", v);
-    }
 }
 
 static void set_timeout(struct parser *p, const char *key, const char *v, uint64_t *out)
@@ -248,18 +264,34 @@ static void set_timeout(struct parser *p, const char *key, const char *v, uint64
         *out = ms;
 }
 
-/* Only max_header has a range smaller than size_t, hence the fixed text in its message. */
+/* "16k", "1m", "512": n in the largest unit that divides it, for range messages. */
+static void format_size(size_t n, char *buf, size_t len)
+{
+    static const char units[] = "\0kmg";
+    int u = 0;
+
+    while (u < 3 && n && n % 1024 == 0) {
+        n /= 1024;
+        u++;
+    }
+    snprintf(buf, len, "%zu%.1s", n, &units[u]);
+}
+
 static void set_size(struct parser *p, const char *key, const char *v, size_t min, size_t max,
                      size_t *out)
 {
+    char lo[32], hi[32];
     size_t n;
 
-    if (config_parse_size(v, &n) < 0)
+    if (config_parse_size(v, &n) < 0) {
         perr(p, "bad size '%s' for %s (use e.g. 512, 64k, 1m)", v, key);
-    else if (n < min || n > max)
-        perr(p, "%s '%s' out of range (1k..1m)", key, v);
-    else
+    } else if (n < min || n > max) {
+        format_size(min, lo, sizeof lo);
+        format_size(max, hi, sizeof hi);
+        perr(p, "%s '%s' out of range (%s..%s)", key, v, lo, hi);
+    } else {
         *out = n;
+    }
 }
 
 static void set_access_log(struct parser *p, const char *v)
@@ -295,6 +327,10 @@ static void server_key(struct parser *p, const char *key, const char *v)
     case K_MAX_HEADER: set_size(p, key, v, 1024, 1024 * 1024, &cfg->max_header); break;
     case K_MAX_BODY: set_size(p, key, v, 0, SIZE_MAX, &cfg->max_body); break;
     case K_ACCESS_LOG: set_access_log(p, v); break;
+    case K_COROUTINE_STACK:
+        set_size(p, key, v, 16 * 1024, 64 * 1024 * 1024, &cfg->coroutine_stack);
+        break;
+    case K_THREADS: set_count(p, key, v, &cfg->threads); break;
     }
 }
 
@@ -557,6 +593,8 @@ static struct config *config_new(const char *name)
     cfg->keepalive_timeout_ms = 60 * 1000;
     cfg->max_header = 8 * 1024;
     cfg->max_body = 1024 * 1024;
+    cfg->coroutine_stack = 64 * 1024;
+    cfg->threads = cpus_online();
     return cfg;
 }
 

@@ -2,7 +2,7 @@
  * config.h - plugins.conf: an INI file read into struct config.
  *
  *   [server]            listen (repeatable), workers, header_timeout, keepalive_timeout,
- *                       max_header, max_body, access_log
+ *                       max_header, max_body, access_log, coroutine_stack, threads
  *   [plugin NAME]       path (required), mount (default "/"), and free keys for the plugin
  *   [route METHOD PATH] per-route overrides (no keys yet: later issues add middleware keys)
  *
@@ -54,6 +54,8 @@ struct config {
     size_t max_header;    /* default 8k; at least 1k */
     size_t max_body;      /* default 1m */
     char *access_log;     /* NULL = off, "stdout", or a file path */
+    size_t coroutine_stack; /* usable bytes per coroutine stack; default 64k, 16k..64m */
+    unsigned threads;     /* sq_run_in_thread pool, 1..1024; default ("auto") CPUs online */
     struct config_plugin *plugins;
     size_t nplugins;
     struct config_route *routes;

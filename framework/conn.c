@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "async.h"
 #include "request.h"
 #include "server.h"
 
@@ -48,6 +49,9 @@ struct conn {
     bool eof;       /* the client shut down its sending side */
     bool lingering; /* we shut down ours and discard what still comes */
     bool continue_sent;
+    bool busy;       /* a handler's coroutine is running for the current request */
+    bool in_process; /* conn_process is on the stack */
+    bool gone;       /* closed while busy: freed when the handler's coroutine ends */
     enum conn_phase phase;
     enum conn_timer timer_kind;
     uint64_t deadline, timer_at; /* ms on the loop's clock */
@@ -61,6 +65,7 @@ struct conn {
     struct http1_request head;
     const char *head_at; /* where head was parsed; != rbuf + rpos means stale */
     size_t head_len, body_have, raw_used;
+    size_t used; /* bytes of the request being handled, head and raw body */
     struct http1_chunked chunk;
 
     struct sockaddr_storage peer;
@@ -99,6 +104,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     uint64_t now = server_now_ms(c->srv);
 
     c->timer_on = false;
+    if (c->timer_kind == TIMER_NONE)
+        return; /* a handler is running: the connection has no deadline of its own */
     if (now < c->deadline) {
         timer_arm(c, now, c->deadline - now);
         return;
@@ -220,6 +227,38 @@ static void conn_log_access(struct conn *c, const struct sq_req *r)
         accesslog_write(al, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
+static void conn_request_end(struct conn *c);
+
+static int request_main(void *arg)
+{
+    request_run(arg);
+    return 0;
+}
+
+static void on_handler_done(struct coro *co, void *data)
+{
+    conn_request_end(data);
+}
+
+/* Runs the route's handler in a coroutine of its own. A handler that never awaits has
+   ended (and conn_request_end has run) when this returns. */
+static void conn_run_handler(struct conn *c, struct sq_req *r)
+{
+    struct coro *co = coro_new(c->srv->loop, request_main, r, &c->arena);
+
+    if (!co) {
+        request_reply_error(r, 503, "out of memory");
+        conn_request_end(c);
+        return;
+    }
+    co->plugin = r->route->plugin;
+    co->label = r->route->label;
+    co->on_done = on_handler_done;
+    co->done_data = c;
+    r->coro = co;
+    coro_resume(co);
+}
+
 static void conn_route(struct conn *c, struct sq_req *r)
 {
     const struct http1_request *h = r->http;
@@ -230,14 +269,15 @@ static void conn_route(struct conn *c, struct sq_req *r)
                          &r->params, allow, sizeof(allow))) {
     case ROUTER_FOUND:
         r->route = route;
-        request_run(r);
-        break;
+        conn_run_handler(c, r);
+        return;
     case ROUTER_METHOD_NOT_ALLOWED:
         sq_reply_header(r, "Allow", allow);
         request_reply_error(r, 405, NULL);
         break;
     case ROUTER_NOT_FOUND: request_reply_error(r, 404, NULL); break;
     }
+    conn_request_end(c);
 }
 
 /* Resets the request for a new use; the reply goes to the connection's output. Field by
@@ -256,6 +296,8 @@ static struct sq_req *conn_request(struct conn *c)
     r->body = NULL;
     r->body_len = 0;
     r->json = NULL;
+    r->coro = NULL;
+    r->dropped = false;
     r->headers = NULL;
     r->status = 0;
     r->reply_len = 0;
@@ -264,6 +306,7 @@ static struct sq_req *conn_request(struct conn *c)
     return r;
 }
 
+/* Starts handling the request whose head and body are complete. */
 static void conn_dispatch(struct conn *c, const char *body, size_t len)
 {
     struct http1_request *h = &c->head;
@@ -281,13 +324,32 @@ static void conn_dispatch(struct conn *c, const char *body, size_t len)
     r->head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
     r->close = !h->keep_alive;
     r->keep_alive = h->keep_alive && h->minor == 0;
+    c->busy = true;
     conn_route(c, r);
-    if (c->srv->accesslog)
+}
+
+/* The request is answered (or its client is gone): the connection moves on to the next. */
+static void conn_request_end(struct conn *c)
+{
+    struct sq_req *r = &c->req;
+
+    if (c->srv->accesslog && !c->gone)
         conn_log_access(c, r);
     if (r->close)
         c->closing = true;
     request_done(r);
     arena_reset(&c->arena);
+    c->rpos += c->used;
+    c->phase = PHASE_HEAD;
+    c->busy = false;
+    if (c->gone) {
+        conn_close(c);
+        return;
+    }
+    if (!c->in_process) { /* the handler awaited: go on with what is buffered */
+        reading_set(c, !c->eof && !c->writing);
+        conn_process(c);
+    }
 }
 
 /* Answers a request that cannot be parsed, then closes. */
@@ -359,10 +421,9 @@ static int conn_body(struct conn *c)
         if (avail < len)
             return conn_await_body(c);
     }
+    c->used = c->head_len + used;
     conn_dispatch(c, body, len);
-    c->rpos += c->head_len + used;
-    c->phase = PHASE_HEAD;
-    return !c->closing;
+    return !c->busy && !c->closing;
 }
 
 /* After the replies are sent: shut our side and read until the client closes, so the last
@@ -386,6 +447,8 @@ static void conn_settle(struct conn *c)
 
     if (c->writing)
         timer_set(c, TIMER_WRITE, cfg->keepalive_timeout_ms);
+    else if (c->busy)
+        c->timer_kind = TIMER_NONE; /* the handler's deadline is its own */
     else if (c->closing)
         conn_linger(c);
     else if (c->eof)
@@ -403,21 +466,48 @@ static void conn_settle(struct conn *c)
 
 static void conn_process(struct conn *c)
 {
-    while (!c->closing && !c->writing) {
+    c->in_process = true;
+    while (!c->closing && !c->writing && !c->busy) {
         int more = c->phase == PHASE_HEAD ? conn_head(c) : conn_body(c);
         if (!more)
             break;
-        if (c->out.len > CONN_OUT_HIGH && conn_flush(c) < 0)
-            return;
+        if (c->out.len > CONN_OUT_HIGH) {
+            c->in_process = false;
+            if (conn_flush(c) < 0)
+                return;
+            c->in_process = true;
+        }
     }
+    c->in_process = false;
     if (conn_flush(c) == 0)
         conn_settle(c);
+}
+
+/* A read while a handler runs: the buffer must not move under the request, so data goes
+   only into the room left (pipelined requests wait there); without room, reading pauses.
+   The client closing its side now is taken as the client going away (as Tornado and nginx
+   do): the handler is cancelled and its reply dropped. */
+static void conn_read_busy(struct conn *c)
+{
+    if (c->rlen == c->rcap) {
+        reading_set(c, false);
+        return;
+    }
+    ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+    if (n > 0)
+        c->rlen += (size_t)n;
+    else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+        conn_close(c);
 }
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
 
+    if (c->busy) {
+        conn_read_busy(c);
+        return;
+    }
     if (c->lingering) {
         char sink[4096];
         ssize_t n = recv(fd, sink, sizeof(sink), 0);
@@ -490,6 +580,7 @@ void conn_start(struct server *srv, int fd, const struct sockaddr *peer, socklen
     c->rpos = c->rlen = c->osent = c->out.len = 0;
     c->reading = c->writing = c->timer_on = false;
     c->closing = c->eof = c->lingering = false;
+    c->busy = c->in_process = c->gone = false;
     c->phase = PHASE_HEAD;
     event_assign(&c->rev, srv->base, fd, EV_READ | EV_PERSIST, on_read, c);
     event_assign(&c->wev, srv->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
@@ -506,7 +597,8 @@ void conn_start(struct server *srv, int fd, const struct sockaddr *peer, socklen
     timer_set(c, TIMER_HEADER, srv->cfg->header_timeout_ms);
 }
 
-void conn_close(struct conn *c)
+/* Releases the socket and leaves the list of live connections. */
+static void conn_detach(struct conn *c)
 {
     struct server *srv = c->srv;
 
@@ -514,6 +606,7 @@ void conn_close(struct conn *c)
     event_del(&c->wev);
     event_del(&c->tev);
     close(c->fd);
+    c->fd = -1;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -521,6 +614,22 @@ void conn_close(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->nconns--;
+    server_fd_released(srv);
+}
+
+void conn_close(struct conn *c)
+{
+    struct server *srv = c->srv;
+
+    if (!c->gone)
+        conn_detach(c);
+    if (c->busy) { /* the handler's coroutine still uses the connection: cancel it first */
+        c->gone = true;
+        c->req.dropped = true;
+        coro_cancel(c->req.coro);
+        return;
+    }
+    c->gone = false;
     arena_reset(&c->arena);
     conn_rewind(c);
     if (srv->nspare < CONN_SPARE_MAX && c->out.cap <= CONN_OUT_KEEP) {
@@ -530,7 +639,6 @@ void conn_close(struct conn *c)
     } else {
         conn_free(c);
     }
-    server_fd_released(srv);
 }
 
 void conn_free_spares(struct server *srv)

@@ -236,6 +236,10 @@ int sq_reply_header(sq_req *r, const char *name, const char *value)
 
 int sq_reply(sq_req *r, int status, const char *content_type, const void *body, size_t len)
 {
+    if (r->dropped) {
+        errmsg_set("the client is gone: the reply is dropped");
+        return SQ_ECANCELED;
+    }
     if (r->status) {
         errmsg_set("the request already has a reply");
         return SQ_EALREADY;
@@ -306,10 +310,8 @@ void request_run(struct sq_req *r)
 {
     const struct route_entry *e = r->route;
 
-    plugin_current = e->plugin;
     int rc = e->route->handler(r);
-    plugin_current = NULL;
-    if (r->status)
+    if (r->status || r->dropped)
         return;
     if (rc >= 400 && rc <= 599) {
         request_reply_error(r, rc, NULL);

@@ -26,6 +26,8 @@ struct sq_req {
     const char *body;                 /* NULL when there is none */
     size_t body_len;
     json_t *json;                     /* sq_body_json's parse, freed by request_done */
+    struct coro *coro;                /* the handler's coroutine while it runs */
+    bool dropped;                     /* the client is gone: replies go nowhere */
     struct response_header *headers;  /* sq_reply_header, newest first */
     int status;                       /* of the reply once sent; 0 before */
     size_t reply_len;                 /* body bytes of the reply, for the access log */

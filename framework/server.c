@@ -18,11 +18,14 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "async.h"
 #include "conn.h"
+#include "coro.h"
 
 #define ACCEPT_BATCH 64      /* accepts per event, so one listener cannot starve the loop */
 #define ACCEPT_RESUME_MS 100 /* retry accepting this soon after running out of descriptors */
 #define LISTEN_BACKLOG 4096
+#define SERVER_DRAIN_MS 5000 /* for cancelled coroutines to end at shutdown */
 
 /* Appends one formatted line to err (lines separated by '\n'). */
 static void err_add(char *err, size_t errlen, const char *fmt, ...) SQ_PRINTF(3, 4);
@@ -308,6 +311,10 @@ struct server *server_new(struct config *cfg, int flags, char *err, size_t errle
     srv->base = event_base_new_with_config(ec);
     event_config_free(ec);
     srv->router = router_new();
+    if (srv->base) {
+        srv->loop = loop_new(srv->base, cfg->coroutine_stack, cfg->threads);
+        loop_current = srv->loop; /* plugins' init may start tasks and timers */
+    }
     if (!srv->base || server_load_plugins(srv, err, errlen) < 0 ||
         server_events(srv, flags, err, errlen) < 0 ||
         (!(flags & SERVER_NO_LISTEN) && server_listen(srv, err, errlen) < 0)) {
@@ -321,8 +328,33 @@ struct server *server_new(struct config *cfg, int flags, char *err, size_t errle
     return srv;
 }
 
+/* Whether a fault at addr hit the guard page of the running coroutine's stack. */
+static bool fault_is_overflow(const void *addr)
+{
+    struct coro *co = coro_current();
+    return co && coro_stack_is_guard(co->stack, addr);
+}
+
+/* In a signal handler: only async-signal-safe calls. */
+static void report_overflow(const void *addr)
+{
+    struct coro *co = coro_current();
+    const char *parts[] = {"squall: stack overflow in plugin ",
+                           co->plugin ? co->plugin->name : "?",
+                           " (",
+                           co->label,
+                           "): raise [server] coroutine_stack\n"};
+
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        ssize_t n = write(STDERR_FILENO, parts[i], strlen(parts[i]));
+        (void)n;
+    }
+}
+
 int server_run(struct server *srv)
 {
+    loop_current = srv->loop;
+    coro_guard_install(fault_is_overflow, report_overflow);
     return event_base_dispatch(srv->base) < 0 ? -1 : 0;
 }
 
@@ -336,17 +368,23 @@ void server_free(struct server *srv)
 {
     if (!srv)
         return;
-    while (srv->conns)
-        conn_close(srv->conns);
-    conn_free_spares(srv);
+    loop_current = srv->loop;
     for (size_t i = 0; i < srv->nlisteners; i++) {
         event_del(&srv->listeners[i].ev);
         close(srv->listeners[i].fd);
     }
     free(srv->listeners);
+    srv->nlisteners = 0;
+    while (srv->conns) /* a busy one leaves the list at once; its handler is cancelled */
+        conn_close(srv->conns);
+    if (srv->loop && loop_drain(srv->loop, SERVER_DRAIN_MS) > 0)
+        log_error("%zu coroutines did not end after cancellation", srv->loop->live);
+    conn_free_spares(srv);
     for (size_t i = srv->nplugins; i-- > 0;)
         plugin_unload(srv->plugins[i]);
     free(srv->plugins);
+    if (srv->loop && srv->loop->live == 0) /* else leaked: their stacks are in use */
+        loop_free(srv->loop);
     router_free(srv->router);
     if (srv->accesslog) {
         event_del(&srv->flush_ev);

@@ -29,6 +29,7 @@ struct listener {
 
 struct server {
     struct event_base *base;
+    struct loop *loop; /* coroutines, timers, the thread pool */
     struct config *cfg; /* owned */
     struct router *router;
     struct sq_plugin_ctx **plugins;

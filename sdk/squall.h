@@ -41,9 +41,12 @@ extern "C" {
 /* Bumped when the descriptor or a type it points to changes incompatibly. */
 #define SQ_ABI_VERSION 1
 
-#define SQ_EINVAL (-22)   /* bad argument */
-#define SQ_ENOMEM (-12)   /* out of memory */
-#define SQ_EALREADY (-114) /* the request already has a reply */
+#define SQ_EINVAL (-22)     /* bad argument, or an await outside a coroutine */
+#define SQ_ENOMEM (-12)     /* out of memory */
+#define SQ_EALREADY (-114)  /* the request already has a reply */
+#define SQ_EAGAIN (-11)     /* a _nowait call would have had to wait */
+#define SQ_ETIMEDOUT (-110) /* the wait's timeout or the coroutine's deadline passed */
+#define SQ_ECANCELED (-125) /* the coroutine was cancelled (e.g. its client went away) */
 
 #if defined(__GNUC__)
 #define SQ_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -196,6 +199,174 @@ void *sq_plugin_get_data(sq_plugin_ctx *ctx);
 
 /* The instance serving request r. */
 sq_plugin_ctx *sq_req_plugin(sq_req *r);
+
+/* ---- Coroutines and awaiting ----------------------------------------------------------
+ * Every handler runs in its own coroutine, and so do tasks (sq_spawn), operations
+ * (sq_op_start) and periodic runs (sq_every). The calls below marked "awaits" park the
+ * running coroutine until their result is there while the loop serves everyone else; they
+ * may only be called from a coroutine (elsewhere they return SQ_EINVAL at once).
+ *
+ * Every await ends early with SQ_ETIMEDOUT when the coroutine's deadline passes, and with
+ * SQ_ECANCELED when the coroutine is cancelled (its client disconnected, the host is
+ * shutting down, or its parent gave up on it). Once cancelled, every later await fails
+ * too: return promptly. A request whose coroutine was cancelled drops its reply. */
+
+/* A task: runs in its own coroutine; returns 0, or non-zero with sq_errmsg() saying why. */
+typedef int (*sq_task_fn)(void *arg);
+
+/* A plain callback, run on the loop (not in a coroutine: it must not await). */
+typedef void (*sq_callback_fn)(void *arg);
+
+/* Awaits ms milliseconds. Returns 0, SQ_ETIMEDOUT or SQ_ECANCELED. sq_sleep(0) yields to
+   the loop once. */
+int sq_sleep(uint64_t ms);
+
+/* Sets the running coroutine's deadline ms from now (0 removes it); operations it starts
+   inherit it. Returns 0 or SQ_EINVAL outside a coroutine. */
+int sq_set_deadline(uint64_t ms);
+
+/* Runs fn(arg) in the running coroutine with a deadline ms from now (or the current one, if
+   sooner), then restores the previous deadline. Returns fn's result. */
+int sq_with_timeout(uint64_t ms, sq_task_fn fn, void *arg);
+
+/* Memory of the running coroutine (a handler's is its request's arena), freed when it
+   ends; NULL outside a coroutine or on out-of-memory. */
+void *sq_coro_alloc(size_t n);
+
+/* Starts fn(arg) as a fire-and-forget task, like asyncio.create_task. A non-zero return
+   is logged with the plugin's name and sq_errmsg(). arg is the caller's to keep alive.
+   Returns 0 or SQ_ENOMEM. May be called from init, a handler, a task or a callback. */
+int sq_spawn(sq_task_fn fn, void *arg);
+
+/* ---- Concurrent operations: gather and first-completed --------------------------------- */
+
+/* One operation: fn(arg, &result) in a coroutine of its own, a child of the coroutine that
+   started it. Returns 0 or an error (negative SQ_E*, or any non-zero code of its own). */
+typedef int (*sq_op_fn)(void *arg, void **result);
+typedef struct sq_op sq_op;
+
+/* Starts fn(arg) concurrently; it runs as soon as the caller awaits. The handle lives in
+   the caller's arena until the caller ends; the caller waits for its unfinished
+   operations when it ends (cancelling them first). NULL outside a coroutine. */
+sq_op *sq_op_start(sq_op_fn fn, void *arg);
+
+/* Awaits until every op has finished, each keeping its own status, result and error (like
+   gather(return_exceptions=True)). Returns 0; or SQ_ETIMEDOUT / SQ_ECANCELED when the
+   waiting coroutine itself gives up, after cancelling the ops still running. */
+int sq_await_all(sq_op **ops, size_t n);
+
+/* Awaits until one op has finished; returns its index, or SQ_ETIMEDOUT / SQ_ECANCELED.
+   The others keep running. */
+int sq_await_any(sq_op **ops, size_t n);
+
+/* Whether op has finished. */
+int sq_op_done(const sq_op *op);
+
+/* The op's return value once finished (SQ_ECANCELED if it was cancelled before it ran). */
+int sq_op_status(const sq_op *op);
+
+/* The result fn stored, or NULL. */
+void *sq_op_result(const sq_op *op);
+
+/* sq_errmsg() as it was when fn returned an error, or NULL. Lives with the op. */
+const char *sq_op_error(const sq_op *op);
+
+/* Cancels op: its pending and later awaits fail with SQ_ECANCELED. */
+void sq_op_cancel(sq_op *op);
+
+/* ---- The loop: callbacks and timers ---------------------------------------------------- */
+
+typedef struct sq_timer sq_timer;
+typedef struct sq_periodic sq_periodic;
+
+/* Runs fn(arg) on the next turn of the loop. 0 or SQ_ENOMEM. */
+int sq_add_callback(sq_callback_fn fn, void *arg);
+
+/* Runs fn(arg) on the loop in ms milliseconds. The handle is valid until fn has started or
+   the timer is cancelled; NULL on out-of-memory. */
+sq_timer *sq_call_later(uint64_t ms, sq_callback_fn fn, void *arg);
+
+/* Cancels a timer that has not fired yet (and frees the handle). */
+void sq_timer_cancel(sq_timer *t);
+
+/*
+ * Runs fn(arg) every ms milliseconds, each run in a coroutine of its own (it may await),
+ * like Tornado's PeriodicCallback: a run never overlaps the previous one, ticks that come
+ * while a run is still going are skipped, and with jitter > 0 (0..1) each interval is
+ * ms * (1 + jitter * r) for r uniform in [-0.5, 0.5]. A non-zero return is logged. Stops
+ * with sq_periodic_stop or when the plugin instance retires. NULL on bad arguments.
+ */
+sq_periodic *sq_every(uint64_t ms, double jitter, sq_task_fn fn, void *arg);
+
+/* Stops and frees p; a run in progress finishes (it is not cancelled). */
+void sq_periodic_stop(sq_periodic *p);
+
+/* ---- Synchronisation between coroutines -----------------------------------------------
+ * All FIFO-fair. timeout_ms < 0 waits without a timeout of its own (the deadline still
+ * applies). Objects are owned by whoever created them (usually a plugin's init; free them
+ * in fini); freeing one wakes its waiters with SQ_ECANCELED. */
+
+typedef struct sq_lock sq_lock;
+typedef struct sq_event sq_event;
+typedef struct sq_semaphore sq_semaphore;
+typedef struct sq_queue sq_queue;
+
+sq_lock *sq_lock_new(void);
+void sq_lock_free(sq_lock *l);
+/* Awaits the lock. 0, SQ_ETIMEDOUT or SQ_ECANCELED. */
+int sq_lock_acquire(sq_lock *l, int64_t timeout_ms);
+/* 0 if taken at once, SQ_EAGAIN if held. */
+int sq_lock_try(sq_lock *l);
+/* Releases; the longest waiter gets it next. */
+void sq_lock_release(sq_lock *l);
+
+sq_event *sq_event_new(void);
+void sq_event_free(sq_event *e);
+/* Sets the flag and wakes every waiter. */
+void sq_event_set(sq_event *e);
+void sq_event_clear(sq_event *e);
+int sq_event_is_set(const sq_event *e);
+/* Awaits until the flag is set (at once if it is). 0, SQ_ETIMEDOUT or SQ_ECANCELED. */
+int sq_event_wait(sq_event *e, int64_t timeout_ms);
+
+sq_semaphore *sq_semaphore_new(unsigned value);
+void sq_semaphore_free(sq_semaphore *s);
+/* Awaits a unit. 0, SQ_ETIMEDOUT or SQ_ECANCELED. */
+int sq_semaphore_acquire(sq_semaphore *s, int64_t timeout_ms);
+void sq_semaphore_release(sq_semaphore *s);
+
+/* A bounded FIFO of pointers (maxsize 0 = unbounded), like asyncio.Queue. The queue does
+   not own the items. */
+sq_queue *sq_queue_new(size_t maxsize);
+void sq_queue_free(sq_queue *q);
+/* Awaits room, then appends item. 0, SQ_ETIMEDOUT or SQ_ECANCELED. */
+int sq_queue_put(sq_queue *q, void *item, int64_t timeout_ms);
+/* Appends at once, or SQ_EAGAIN when full. May be called outside a coroutine. */
+int sq_queue_put_nowait(sq_queue *q, void *item);
+/* Awaits an item. 0 with *item set, SQ_ETIMEDOUT or SQ_ECANCELED. */
+int sq_queue_get(sq_queue *q, void **item, int64_t timeout_ms);
+/* Takes an item at once, or SQ_EAGAIN when empty. */
+int sq_queue_get_nowait(sq_queue *q, void **item);
+/* Marks one item taken by get as processed (for sq_queue_join). */
+void sq_queue_task_done(sq_queue *q);
+/* Awaits until every item put has been marked done. 0, SQ_ETIMEDOUT or SQ_ECANCELED. */
+int sq_queue_join(sq_queue *q, int64_t timeout_ms);
+size_t sq_queue_size(const sq_queue *q);
+
+/* ---- Blocking work ----------------------------------------------------------------------
+ * A handler that blocks (a synchronous call, heavy CPU) stalls every connection of the
+ * process: run such work here instead. */
+
+/* Awaits fn(arg) run on the host's thread pool ([server] threads); *result (when not NULL)
+   gets its return value. fn must not call the SDK. The work cannot be interrupted: a
+   deadline or cancellation takes effect when fn returns (then the call returns SQ_ETIMEDOUT
+   or SQ_ECANCELED and *result is still set). 0 or SQ_E*. */
+int sq_run_in_thread(void *(*fn)(void *arg), void *arg, void **result);
+
+/* For tools and tests: runs fn(arg) as a coroutine on a fresh loop in this thread until it
+   and everything it spawned have finished; returns fn's result. SQ_EINVAL when this thread
+   already runs a loop. */
+int sq_run_sync(sq_task_fn fn, void *arg);
 
 /* ---- Logging and errors --------------------------------------------------------------- */
 

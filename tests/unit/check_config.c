@@ -42,6 +42,14 @@ static int count_lines(const char *s)
     return n;
 }
 
+/* What "auto" means for workers and threads. */
+static unsigned cpus_online(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return cpus < 1 ? 1 : cpus > 1024 ? 1024 : (unsigned)cpus;
+}
+
 /* ---- defaults and [server] ---- */
 
 START_TEST(test_defaults)
@@ -60,6 +68,8 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c->max_header, 8192);
     ck_assert_uint_eq(c->max_body, 1024 * 1024);
     ck_assert_ptr_null(c->access_log);
+    ck_assert_uint_eq(c->coroutine_stack, 64 * 1024);
+    ck_assert_uint_eq(c->threads, cpus_online());
     ck_assert_uint_eq(c->nplugins, 0);
     ck_assert_uint_eq(c->nroutes, 0);
     config_free(c);
@@ -169,6 +179,69 @@ START_TEST(test_workers)
     ck_parse_error("[server]\nworkers = Auto\n", "plugins.conf:2: bad workers 'Auto'");
     ck_parse_error("[server]\nworkers = 2x\n", "plugins.conf:2: bad workers '2x'");
     ck_parse_error("[server]\nworkers = 99999999999999999999999\n", "bad workers");
+}
+END_TEST
+
+START_TEST(test_coroutine_stack)
+{
+    struct config *c = parse("[server]\ncoroutine_stack = 128k\n");
+
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->coroutine_stack, 128 * 1024);
+    config_free(c);
+    c = parse("[server]\ncoroutine_stack = 16384\n");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->coroutine_stack, 16 * 1024);
+    config_free(c);
+    c = parse("[server]\ncoroutine_stack = 64M\n");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->coroutine_stack, 64 * 1024 * 1024);
+    config_free(c);
+    ck_parse_error("[server]\ncoroutine_stack = 16383\n",
+                   "plugins.conf:2: coroutine_stack '16383' out of range (16k..64m)");
+    ck_parse_error("[server]\n\ncoroutine_stack = 65537k\n",
+                   "plugins.conf:3: coroutine_stack '65537k' out of range (16k..64m)");
+    ck_parse_error("[server]\ncoroutine_stack = 1g\n", "coroutine_stack '1g' out of range");
+    ck_parse_error("[server]\ncoroutine_stack = 0\n", "coroutine_stack '0' out of range");
+    ck_parse_error("[server]\ncoroutine_stack = 64kb\n",
+                   "plugins.conf:2: bad size '64kb' for coroutine_stack (use e.g. 512, 64k, 1m)");
+    ck_parse_error("[server]\ncoroutine_stack = -64k\n", "bad size '-64k' for coroutine_stack");
+    ck_parse_error("[server]\ncoroutine_stack =\n",
+                   "plugins.conf:2: empty value for 'coroutine_stack'");
+    ck_parse_error("[server]\ncoroutine_stack = 64k\ncoroutine_stack = 32k\n",
+                   "plugins.conf:3: duplicate key 'coroutine_stack' (first at line 2)");
+}
+END_TEST
+
+START_TEST(test_threads)
+{
+    struct config *c = parse("[server]\nthreads = 8\n");
+
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->threads, 8);
+    config_free(c);
+    c = parse("[server]\nthreads = 1\n");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->threads, 1);
+    config_free(c);
+    c = parse("[server]\nthreads = 1024\n");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->threads, 1024);
+    config_free(c);
+    c = parse("[server]\nthreads = auto\n");
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->threads, cpus_online());
+    config_free(c);
+    ck_parse_error("[server]\nthreads = 0\n",
+                   "plugins.conf:2: bad threads '0' (use 1..1024 or auto)");
+    ck_parse_error("[server]\n\nthreads = 1025\n", "plugins.conf:3: bad threads '1025'");
+    ck_parse_error("[server]\nthreads = -1\n", "plugins.conf:2: bad threads '-1'");
+    ck_parse_error("[server]\nthreads = AUTO\n", "plugins.conf:2: bad threads 'AUTO'");
+    ck_parse_error("[server]\nthreads = 4k\n", "plugins.conf:2: bad threads '4k'");
+    ck_parse_error("[server]\nthreads = 99999999999999999999999\n", "bad threads");
+    ck_parse_error("[server]\nthreads =\n", "plugins.conf:2: empty value for 'threads'");
+    ck_parse_error("[server]\nthreads = 2\nthreads = 3\n",
+                   "plugins.conf:3: duplicate key 'threads' (first at line 2)");
 }
 END_TEST
 
@@ -613,6 +686,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_listen_forms);
     tcase_add_test(tc, test_listen_errors);
     tcase_add_test(tc, test_workers);
+    tcase_add_test(tc, test_coroutine_stack);
+    tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_server_value_errors);
     tcase_add_test(tc, test_duplicate_server_key);
     tcase_add_test(tc, test_access_log);
