@@ -626,7 +626,8 @@ void conn_close(struct conn *c)
     if (c->busy) { /* the handler's coroutine still uses the connection: cancel it first */
         c->gone = true;
         c->req.dropped = true;
-        coro_cancel(c->req.coro);
+        if (c->req.coro)
+            coro_cancel(c->req.coro);
         return;
     }
     c->gone = false;

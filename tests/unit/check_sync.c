@@ -127,6 +127,7 @@ static int lock_fifo_main(void *arg)
     EXPECT_EQ(s.norder, 0);
     EXPECT_EQ(sq_lock_try(s.lock), SQ_EAGAIN);
     sq_lock_release(s.lock);
+    EXPECT_EQ(sq_lock_try(s.lock), SQ_EAGAIN); /* no barging: actor 0 has it already */
     EXPECT_EQ(sq_await_all(ops, 5), 0);
     for (int i = 0; i < 5; i++) {
         EXPECT_EQ(actors[i].rc, 0);
@@ -385,6 +386,7 @@ static int semaphore_main(void *arg)
     actors[1].timeout = -1;
     EXPECT_EQ(sq_sleep(30), 0);
     sq_semaphore_release(s.sem);
+    EXPECT_EQ(sq_semaphore_acquire(s.sem, 0), SQ_ETIMEDOUT); /* no barging */
     EXPECT_EQ(sq_await_all(ops, 2), 0);
     EXPECT_EQ(actors[0].rc, SQ_ETIMEDOUT);
     EXPECT_EQ(actors[1].rc, 0);
