@@ -176,7 +176,7 @@ static void coro_main(void *arg)
         co->waits_children = false;
     }
     co->done = true;
-    coro_switch(&co->ctx, &l->main_ctx, NULL);
+    coro_switch_exit(&co->ctx, &l->main_ctx);
 }
 
 struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *arena)
@@ -596,9 +596,20 @@ int sq_run_sync(sq_task_fn fn, void *arg)
         co->on_done = run_sync_done;
         co->done_data = &result;
         coro_ready(co);
-        /* Until the coroutine and every task it spawned have ended. */
-        while (l->live > 0)
-            event_base_loop(base, EVLOOP_ONCE);
+        /* Until the coroutine and every task it spawned have ended. With nothing left that
+           could wake them (a deadlock), they are cancelled; if even that does not end them,
+           they are abandoned. */
+        bool cancelled = false;
+        while (l->live > 0) {
+            if (event_base_loop(base, EVLOOP_ONCE) == 1 && !l->ready) {
+                if (cancelled)
+                    break;
+                log_error("sq_run_sync: %zu coroutines wait for nothing: cancelling them", l->live);
+                for (struct coro *c = l->all; c; c = c->all_next)
+                    coro_cancel(c);
+                cancelled = true;
+            }
+        }
     }
     loop_free(l);
     event_base_free(base);

@@ -277,6 +277,7 @@ static void format_size(size_t n, char *buf, size_t len)
     snprintf(buf, len, "%zu%.1s", n, &units[u]);
 }
 
+/* A size within min..max into *out; the error names the range in the config's own units. */
 static void set_size(struct parser *p, const char *key, const char *v, size_t min, size_t max,
                      size_t *out)
 {

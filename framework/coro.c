@@ -21,6 +21,7 @@
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define CORO_ASAN 1
 #endif
@@ -167,6 +168,10 @@ void coro_ctx_make(struct coro_ctx *ctx, struct coro_stack *s, coro_entry_fn ent
        rsp 16-byte aligned at the trampoline, as its call expects. */
     void **sp = (void **)(top - 72);
 
+#ifdef CORO_ASAN
+    /* A coroutine's last frames never return: clear what ASan marked on the reused stack. */
+    __asan_unpoison_memory_region(s->base + page_size(), s->size);
+#endif
     memset(sp, 0, 9 * sizeof(void *));
     sp[2] = (void *)coro_boot;
     sp[3] = ctx;
@@ -185,6 +190,9 @@ void coro_ctx_make(struct coro_ctx *ctx, struct coro_stack *s, coro_entry_fn ent
 {
     uintptr_t p = (uintptr_t)ctx;
 
+#ifdef CORO_ASAN
+    __asan_unpoison_memory_region(s->base + page_size(), s->size);
+#endif
     getcontext(&ctx->uc);
     ctx->uc.uc_stack.ss_sp = s->base + page_size();
     ctx->uc.uc_stack.ss_size = s->size;
@@ -214,6 +222,20 @@ void coro_switch(struct coro_ctx *from, struct coro_ctx *to, const struct coro_s
 #ifdef CORO_ASAN
     __sanitizer_finish_switch_fiber(fake, &thread_stack_bottom, &thread_stack_size);
 #endif
+}
+
+void coro_switch_exit(struct coro_ctx *from, struct coro_ctx *to)
+{
+#ifdef CORO_ASAN
+    /* NULL: this context never runs again, so ASan may drop its fake stack. */
+    __sanitizer_start_switch_fiber(NULL, thread_stack_bottom, thread_stack_size);
+#endif
+#ifdef CORO_UCONTEXT
+    swapcontext(&from->uc, &to->uc);
+#else
+    coro_switch_asm(from, to);
+#endif
+    abort(); /* an exited context is never switched back into */
 }
 
 /* ---- Stack overflow ---- */

@@ -67,6 +67,10 @@ void coro_ctx_make(struct coro_ctx *ctx, struct coro_stack *s, coro_entry_fn ent
    the target runs on (NULL for the thread's own stack), for sanitizers. */
 void coro_switch(struct coro_ctx *from, struct coro_ctx *to, const struct coro_stack *to_stack);
 
+/* The last switch out of a context that will never run again (the thread's own stack is
+   the target). Does not return. */
+void coro_switch_exit(struct coro_ctx *from, struct coro_ctx *to) __attribute__((noreturn));
+
 /* Installs the stack-overflow handler for this thread: SIGSEGV/SIGBUS on an alternate
    signal stack. is_overflow(addr) says whether a fault address is a coroutine's guard page;
    if so, report(addr) logs (async-signal-safe) and the process dies of the signal. */

@@ -29,6 +29,7 @@
 #include "request.h"
 #include "xalloc.h"
 
+/* What an await's error means, for sq_errmsg(). */
 static const char *error_text(int rc)
 {
     switch (rc) {
@@ -38,6 +39,7 @@ static const char *error_text(int rc)
     }
 }
 
+/* See sync.h: the checks coro_park makes, before any fast path. */
 int sync_await_check(const char *what)
 {
     struct coro *co = coro_current();
@@ -258,11 +260,13 @@ struct queue_wait {
     void *item;
 };
 
+/* The queue_wait around a coro_wait popped from a queue's list. */
 static struct queue_wait *queue_wait_of(struct coro_wait *w)
 {
     return (struct queue_wait *)((char *)w - offsetof(struct queue_wait, w));
 }
 
+/* Whether a put would have to wait (never for an unbounded queue). */
 static bool queue_full(const sq_queue *q)
 {
     return q->maxsize && q->count >= q->maxsize;

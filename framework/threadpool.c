@@ -140,13 +140,13 @@ static unsigned start_workers(struct threadpool *p, unsigned n)
     sigdelset(&set, SIGILL);
     sigdelset(&set, SIGABRT);
     pthread_sigmask(SIG_BLOCK, &set, &old);
-    while (p->nthreads < n &&
-           pthread_create(&p->threads[p->nthreads], NULL, worker_main, p) == 0)
+    while (p->nthreads < n && pthread_create(&p->threads[p->nthreads], NULL, worker_main, p) == 0)
         p->nthreads++;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return p->nthreads;
 }
 
+/* Starts the pool: eventfd, its (not yet added) event, the workers. */
 struct threadpool *threadpool_new(struct event_base *base, unsigned nthreads)
 {
     struct threadpool *p = xcalloc(1, sizeof(*p));
@@ -172,6 +172,7 @@ struct threadpool *threadpool_new(struct event_base *base, unsigned nthreads)
     return p;
 }
 
+/* Stops and joins the workers, then frees what is left (see threadpool.h). */
 void threadpool_free(struct threadpool *p)
 {
     if (!p)
@@ -218,6 +219,8 @@ static int park_for_job(struct coro *co, struct coro_wait *w)
     return sync_await_check("sq_run_in_thread");
 }
 
+/* Runs fn(arg) on the loop's pool (started here on first use) and waits for it, whatever
+   happens meanwhile; see squall.h. *result is NULL when fn did not run. */
 int sq_run_in_thread(void *(*fn)(void *arg), void *arg, void **result)
 {
     struct job_wait jw = {.result = NULL};
@@ -227,6 +230,10 @@ int sq_run_in_thread(void *(*fn)(void *arg), void *arg, void **result)
         *result = NULL;
     if (rc)
         return rc;
+    if (!fn) {
+        errmsg_set("sq_run_in_thread: fn is NULL");
+        return SQ_EINVAL;
+    }
     struct coro *co = coro_current();
     struct loop *l = co->loop;
     if (!l->pool && !(l->pool = threadpool_new(l->base, l->threads)))

@@ -20,20 +20,23 @@
 
 static char failure[256];
 
-/* Records the first failed expectation. */
+/* Records the first failed expectation, and prints it at once: a coroutine that returns
+   early leaves its ops running on its dead frame, which may crash before run() reports. */
 static void note_failure(int line, const char *what, long long a, long long b)
 {
-    if (!failure[0])
-        snprintf(failure, sizeof failure, "line %d: %s (%lld vs %lld)", line, what, a, b);
+    if (failure[0])
+        return;
+    snprintf(failure, sizeof failure, "line %d: %s (%lld vs %lld)", line, what, a, b);
+    fprintf(stderr, "check_sync.c:%s\n", failure);
 }
 
-#define EXPECT_CMP(a, op, b)                                                                  \
-    do {                                                                                      \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                   \
-        if (!(a_ op b_)) {                                                                    \
-            note_failure(__LINE__, #a " " #op " " #b, a_, b_);                                \
-            return -1;                                                                        \
-        }                                                                                     \
+#define EXPECT_CMP(a, op, b)                                                                       \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (!(a_ op b_)) {                                                                         \
+            note_failure(__LINE__, #a " " #op " " #b, a_, b_);                                     \
+            return -1;                                                                             \
+        }                                                                                          \
     } while (0)
 #define EXPECT_EQ(a, b) EXPECT_CMP(a, ==, b)
 #define EXPECT(cond) EXPECT_CMP(!!(cond), ==, 1)
@@ -47,6 +50,7 @@ static void run(sq_task_fn fn, void *arg)
     ck_assert_int_eq(rc, 0);
 }
 
+/* Milliseconds on the monotonic clock. */
 static double now_ms(void)
 {
     struct timespec ts;
@@ -84,8 +88,8 @@ static void enter(struct shared *s, int id)
 }
 
 /* Starts n ops of fn over actors[0..n) (ids 0..n-1, all sharing s) into ops. */
-static int start_actors(sq_op **ops, struct actor *actors, size_t n, sq_op_fn fn,
-                        struct shared *s, int64_t timeout)
+static int start_actors(sq_op **ops, struct actor *actors, size_t n, sq_op_fn fn, struct shared *s,
+                        int64_t timeout)
 {
     for (size_t i = 0; i < n; i++) {
         actors[i] = (struct actor){.s = s, .id = (int)i, .timeout = timeout, .rc = 1};
@@ -115,6 +119,7 @@ static int lock_holder(void *arg, void **result)
     return 0;
 }
 
+/* Five waiters get the lock one at a time, in the order they asked. */
 static int lock_fifo_main(void *arg)
 {
     struct shared s = {.lock = sq_lock_new()};
@@ -148,6 +153,7 @@ START_TEST(test_lock_fifo)
 }
 END_TEST
 
+/* A timed-out acquire fails after about its timeout and leaves the queue. */
 static int lock_timeout_main(void *arg)
 {
     struct shared s = {.lock = sq_lock_new()};
@@ -229,7 +235,7 @@ static int lock_cancel_main(void *arg)
     EXPECT_EQ(sq_lock_acquire(s.lock, -1), 0);
     EXPECT_EQ(start_actors(ops, actors, 2, lock_holder, &s, -1), 0);
     EXPECT_EQ(sq_sleep(10), 0);
-    sq_op_cancel(ops[1]); /* queued: leaves with SQ_ECANCELED */
+    sq_op_cancel(ops[1]);    /* queued: leaves with SQ_ECANCELED */
     sq_lock_release(s.lock); /* hands it to actor 0 ... */
     sq_op_cancel(ops[0]);    /* ... which is cancelled before it runs */
     EXPECT_EQ(sq_await_all(ops, 2), 0);
@@ -286,6 +292,7 @@ END_TEST
 
 /* ---- Event ---- */
 
+/* Waits for the event. */
 static int event_waiter(void *arg, void **result)
 {
     struct actor *a = arg;
@@ -296,6 +303,7 @@ static int event_waiter(void *arg, void **result)
     return 0;
 }
 
+/* set wakes every waiter; a set event does not wait; clear; timeout; free. */
 static int event_main(void *arg)
 {
     struct shared s = {.event = sq_event_new()};
@@ -344,6 +352,7 @@ END_TEST
 
 /* ---- Semaphore ---- */
 
+/* Takes a unit, holds it across a sleep, gives it back. */
 static int sem_user(void *arg, void **result)
 {
     struct actor *a = arg;
@@ -358,6 +367,7 @@ static int sem_user(void *arg, void **result)
     return 0;
 }
 
+/* Two units admit two at a time, in order; timeouts; free. */
 static int semaphore_main(void *arg)
 {
     struct shared s = {.sem = sq_semaphore_new(2)};
@@ -409,6 +419,7 @@ END_TEST
 
 /* ---- Queue ---- */
 
+/* Items come out in the order they went in, across ring wrap and growth. */
 static int queue_fifo_main(void *arg)
 {
     static int values[100];
@@ -417,8 +428,7 @@ static int queue_fifo_main(void *arg)
 
     EXPECT_EQ(sq_queue_get_nowait(q, &item), SQ_EAGAIN);
     for (int i = 0; i < 100; i++)
-        EXPECT_EQ(i % 2 ? sq_queue_put(q, &values[i], -1) : sq_queue_put_nowait(q, &values[i]),
-                  0);
+        EXPECT_EQ(i % 2 ? sq_queue_put(q, &values[i], -1) : sq_queue_put_nowait(q, &values[i]), 0);
     EXPECT_EQ(sq_queue_size(q), 100);
     for (int i = 0; i < 100; i++) {
         EXPECT_EQ(i % 2 ? sq_queue_get(q, &item, 0) : sq_queue_get_nowait(q, &item), 0);
@@ -446,6 +456,7 @@ START_TEST(test_queue_fifo)
 }
 END_TEST
 
+/* Puts its item. */
 static int queue_putter(void *arg, void **result)
 {
     struct actor *a = arg;
@@ -454,6 +465,7 @@ static int queue_putter(void *arg, void **result)
     return 0;
 }
 
+/* Gets an item into a->item. */
 static int queue_getter(void *arg, void **result)
 {
     struct actor *a = arg;
@@ -462,6 +474,7 @@ static int queue_getter(void *arg, void **result)
     return 0;
 }
 
+/* A bounded queue: _nowait errors, a put waiting for room, puts handed to getters. */
 static int queue_bounded_main(void *arg)
 {
     int x, y, z;
@@ -535,6 +548,7 @@ static int consumer(void *arg, void **result)
     return 0;
 }
 
+/* One producer, three consumers, a queue of four: every item once, then join. */
 static int producer_consumer_main(void *arg)
 {
     struct shared s = {.queue = sq_queue_new(4)};
@@ -566,6 +580,7 @@ START_TEST(test_queue_producer_consumer)
 }
 END_TEST
 
+/* Waits for the queue to be joined. */
 static int joiner(void *arg, void **result)
 {
     struct actor *a = arg;
@@ -574,6 +589,7 @@ static int joiner(void *arg, void **result)
     return 0;
 }
 
+/* join waits for task_done on every item put; extra task_done calls are ignored. */
 static int queue_join_main(void *arg)
 {
     struct shared s = {.queue = sq_queue_new(0)};
@@ -643,6 +659,7 @@ END_TEST
 
 /* ---- Deadlines ---- */
 
+/* The coroutine's deadline ends lock and queue waits with SQ_ETIMEDOUT. */
 static int deadline_main(void *arg)
 {
     sq_lock *l = sq_lock_new();
@@ -689,6 +706,7 @@ struct job {
     int value;
 };
 
+/* A thread job: notes its thread, sleeps, returns &j->value. */
 static void *job_fn(void *arg)
 {
     struct job *j = arg;
@@ -699,6 +717,7 @@ static void *job_fn(void *arg)
     return &j->value;
 }
 
+/* The job runs on another thread and its result comes back. */
 static int thread_result_main(void *arg)
 {
     struct job j = {.value = 42};
@@ -708,6 +727,8 @@ static int thread_result_main(void *arg)
     EXPECT(result == &j.value);
     EXPECT(!pthread_equal(j.thread, pthread_self()));
     EXPECT_EQ(sq_run_in_thread(job_fn, &j, NULL), 0);
+    EXPECT_EQ(sq_run_in_thread(NULL, &j, &result), SQ_EINVAL);
+    EXPECT(result == NULL);
     return 0;
 }
 
@@ -717,6 +738,7 @@ START_TEST(test_thread_result)
 }
 END_TEST
 
+/* An op that runs a job. */
 static int thread_op(void *arg, void **result)
 {
     return sq_run_in_thread(job_fn, arg, result);
@@ -788,6 +810,7 @@ START_TEST(test_thread_deadline)
 }
 END_TEST
 
+/* Lock (and deadlines), event and semaphore, queue, thread pool. */
 static Suite *sync_suite(void)
 {
     Suite *s = suite_create("sync");
