@@ -18,7 +18,7 @@
  * the connects took, per-request latency (connect() to the reply's last byte) min,
  * median, p99 and max, status counts, the host's TCP ListenOverflows/ListenDrops
  * counters' increase over the run (non-zero = SYNs were dropped and retried 1 s later),
- * and the server's memory. Sockets are closed with RST at the end (SO_LINGER 0), so
+ * and the server's memory and CPU time (utime + stime from /proc/PID/stat). Sockets are closed with RST at the end (SO_LINGER 0), so
  * repeated runs do not pile up TIME_WAIT ports.
  */
 #ifndef _GNU_SOURCE
@@ -114,6 +114,25 @@ static void proc_mem(int pid, char *out, size_t outlen, long *hwm_kb)
         *hwm_kb = hwm;
 }
 
+/* utime + stime of pid in seconds, from /proc/PID/stat; -1 when unknown. */
+static double proc_cpu(int pid)
+{
+    char path[64], line[1024];
+    unsigned long ut, st;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char *p = fgets(line, sizeof(line), f) ? strrchr(line, ')') : NULL;
+    fclose(f);
+    /* after "pid (comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+       cmajflt utime stime */
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void die(const char *what)
 {
     perror(what);
@@ -194,8 +213,11 @@ int main(int argc, char **argv)
 
     char mem0[128] = "", mem1[128] = "";
     long hwm_kb = 0;
-    if (pid)
+    double cpu0 = 0, cpu1 = 0;
+    if (pid) {
         proc_mem(pid, mem0, sizeof(mem0), NULL);
+        cpu0 = proc_cpu(pid);
+    }
     long long ovf0 = tcpext("ListenOverflows"), drop0 = tcpext("ListenDrops");
 
     long started = 0, connecting = 0, finished = 0, failed = 0;
@@ -296,8 +318,10 @@ int main(int argc, char **argv)
     for (long i = 0; i < n; i++)
         if (cs[i].st == S_DONE && cs[i].t_done > t_end)
             t_end = cs[i].t_done;
-    if (pid)
+    if (pid) {
         proc_mem(pid, mem1, sizeof(mem1), &hwm_kb);
+        cpu1 = proc_cpu(pid);
+    }
     long long ovf1 = tcpext("ListenOverflows"), drop1 = tcpext("ListenDrops");
 
     double *lat = malloc(sizeof(double) * (size_t)(finished ? finished : 1));
@@ -326,13 +350,14 @@ int main(int argc, char **argv)
     }
     printf("listen queue  ListenOverflows +%lld, ListenDrops +%lld\n", ovf1 - ovf0, drop1 - drop0);
     if (pid)
-        printf("server pid %d  before: %s; after: %s\n", pid, mem0, mem1);
+        printf("server pid %d  before: %s; after: %s; CPU time during the run %.2f s\n", pid,
+               mem0, mem1, cpu1 - cpu0);
     if (pid)
         printf("RESULT conns=%ld ok=%ld wall=%.3f min=%.3f med=%.3f p99=%.3f max=%.3f hwm_mb=%.1f "
-               "overflows=%lld\n",
+               "overflows=%lld cpu_s=%.2f\n",
                n, st200, finished ? t_end - t_first : 0, k ? lat[0] : 0, k ? lat[k / 2] : 0,
                k ? lat[(long)((double)(k - 1) * 0.99)] : 0, k ? lat[k - 1] : 0,
-               hwm_kb / 1024.0, ovf1 - ovf0);
+               hwm_kb / 1024.0, ovf1 - ovf0, cpu1 - cpu0);
 
     struct linger lg = {1, 0};
     for (long i = 0; i < n; i++)

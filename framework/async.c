@@ -76,20 +76,26 @@ uint64_t loop_now_ms(struct loop *l)
     return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
-/* Runs the coroutines queued before this call; ones queued meanwhile wait for the next
-   turn, so a coroutine that keeps yielding cannot starve the sockets. */
+/* Runs the coroutines queued before this call. Ones queued meanwhile wait for the next
+   turn of the loop (a zero timeout runs after the sockets and timers have been looked at),
+   so coroutines that keep waking each other cannot starve I/O or timers. */
 static void on_run(evutil_socket_t fd, short what, void *arg)
 {
+    static const struct timeval next_turn = {0, 0};
     struct loop *l = arg;
     struct coro *batch = l->ready;
 
     l->ready = l->ready_tail = NULL;
+    l->running = true;
     while (batch) {
         struct coro *co = batch;
         batch = co->next;
         co->queued = false;
         coro_resume(co);
     }
+    l->running = false;
+    if (l->ready)
+        event_add(&l->run_ev, &next_turn);
 }
 
 struct loop *loop_new(struct event_base *base, size_t stack_size, unsigned threads)
@@ -284,7 +290,8 @@ void coro_ready(struct coro *co)
     else
         l->ready = co;
     l->ready_tail = co;
-    event_active(&l->run_ev, 0, 0);
+    if (!l->running) /* else on_run schedules the next turn itself */
+        event_active(&l->run_ev, 0, 0);
 }
 
 void coro_wake(struct coro_wait *w, int result)
@@ -339,6 +346,17 @@ static void park_timer(struct coro *co, uint64_t now, int64_t timeout_ms, int on
     }
 }
 
+/* Says why a park failed, once the coroutine runs again (others may have set sq_errmsg
+   meanwhile). */
+static int park_result(int rc)
+{
+    if (rc == SQ_ETIMEDOUT)
+        errmsg_set("timed out");
+    else if (rc == SQ_ECANCELED)
+        errmsg_set("cancelled");
+    return rc;
+}
+
 int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout)
 {
     struct coro *co = coro_current();
@@ -347,20 +365,23 @@ int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout)
         wait_list_remove(w);
         return SQ_EINVAL;
     }
+    /* A fresh clock: the cached one is as old as this loop turn, and a busy turn would
+       make the timer fire early. */
+    event_base_update_cache_time(co->loop->base);
     uint64_t now = loop_now_ms(co->loop);
     int early = co->cancelled && !co->nocancel ? SQ_ECANCELED
                 : co->deadline && now >= co->deadline ? SQ_ETIMEDOUT
                                                        : 0;
     if (early) {
         wait_list_remove(w);
-        return early;
+        return park_result(early);
     }
     w->co = co;
     w->result = 0;
     co->wait = w;
     park_timer(co, now, timeout_ms, on_timeout);
     coro_switch(&co->ctx, &co->loop->main_ctx, NULL);
-    return w->result;
+    return park_result(w->result);
 }
 
 /* ---- SDK: sleeping, deadlines, memory ---- */
@@ -368,9 +389,11 @@ int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout)
 int sq_sleep(uint64_t ms)
 {
     struct coro_wait w = {0};
+    int rc = coro_park(&w, (int64_t)ms, 0);
 
-    errmsg_set("sleep interrupted");
-    return coro_park(&w, (int64_t)ms, 0);
+    if (rc < 0)
+        errmsg_set("sq_sleep: %s", rc == SQ_ETIMEDOUT ? "timed out" : "cancelled");
+    return rc;
 }
 
 int sq_set_deadline(uint64_t ms)
@@ -445,6 +468,11 @@ struct sq_op {
 static int op_main(void *arg)
 {
     sq_op *op = arg;
+
+    if (coro_current()->cancelled) { /* cancelled before it ever ran */
+        errmsg_set("cancelled before it started");
+        return SQ_ECANCELED;
+    }
     return op->fn(op->arg, &op->result);
 }
 
@@ -586,7 +614,10 @@ int sq_run_sync(sq_task_fn fn, void *arg)
         return SQ_EINVAL;
     }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    struct event_base *base = event_base_new();
+    struct event_config *ec = event_config_new();
+    event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_PRECISE_TIMER);
+    struct event_base *base = event_base_new_with_config(ec);
+    event_config_free(ec);
     struct loop *l = loop_new(base, 64 * 1024, cpus > 0 ? (unsigned)cpus : 1);
     int result = SQ_ENOMEM;
 

@@ -55,6 +55,7 @@ struct loop {
     struct coro_ctx main_ctx; /* the loop's context while a coroutine runs */
     struct coro *ready, *ready_tail; /* run queue */
     struct event run_ev;
+    bool running;             /* on_run is going through a batch */
     struct coro *all;         /* every live coroutine (for shutdown), doubly linked */
     size_t live;
     struct coro *spare;       /* finished coroutines kept for reuse */

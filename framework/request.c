@@ -26,6 +26,14 @@ const char *sq_errmsg(void)
     return errmsg;
 }
 
+void sq_errmsg_set(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+    va_end(ap);
+}
+
 /* ---- Request accessors ---- */
 
 const char *sq_method(sq_req *r)

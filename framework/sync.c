@@ -84,10 +84,10 @@ struct sq_lock {
     bool held; /* stays true while it passes from a releaser to a waiter */
 };
 
-/* A new, free lock. Aborts on out-of-memory. */
+/* A new, free lock; NULL on out-of-memory. */
 sq_lock *sq_lock_new(void)
 {
-    return xcalloc(1, sizeof(sq_lock));
+    return calloc(1, sizeof(sq_lock));
 }
 
 /* Frees l (NULL is fine); its waiters wake with SQ_ECANCELED. */
@@ -146,7 +146,7 @@ struct sq_event {
 /* A new event, clear. Aborts on out-of-memory. */
 sq_event *sq_event_new(void)
 {
-    return xcalloc(1, sizeof(sq_event));
+    return calloc(1, sizeof(sq_event));
 }
 
 /* Frees e (NULL is fine); its waiters wake with SQ_ECANCELED. */
@@ -195,12 +195,13 @@ struct sq_semaphore {
     unsigned value;
 };
 
-/* A new semaphore holding value units. Aborts on out-of-memory. */
+/* A new semaphore holding value units; NULL on out-of-memory. */
 sq_semaphore *sq_semaphore_new(unsigned value)
 {
-    sq_semaphore *s = xcalloc(1, sizeof(*s));
+    sq_semaphore *s = calloc(1, sizeof(*s));
 
-    s->value = value;
+    if (s)
+        s->value = value;
     return s;
 }
 
@@ -332,12 +333,13 @@ static bool queue_take(sq_queue *q, void **item)
     return true;
 }
 
-/* A new queue of at most maxsize items (0 = unbounded). Aborts on out-of-memory. */
+/* A new queue of at most maxsize items (0 = unbounded); NULL on out-of-memory. */
 sq_queue *sq_queue_new(size_t maxsize)
 {
-    sq_queue *q = xcalloc(1, sizeof(*q));
+    sq_queue *q = calloc(1, sizeof(*q));
 
-    q->maxsize = maxsize;
+    if (q)
+        q->maxsize = maxsize;
     return q;
 }
 

@@ -304,7 +304,9 @@ void sq_periodic_stop(sq_periodic *p);
 /* ---- Synchronisation between coroutines -----------------------------------------------
  * All FIFO-fair. timeout_ms < 0 waits without a timeout of its own (the deadline still
  * applies). Objects are owned by whoever created them (usually a plugin's init; free them
- * in fini); freeing one wakes its waiters with SQ_ECANCELED. */
+ * in fini); freeing one wakes its waiters with SQ_ECANCELED. The _new functions return
+ * NULL on out-of-memory; a queue's buffer grows with the host's allocator (out of memory
+ * there aborts, as everywhere in the host). */
 
 typedef struct sq_lock sq_lock;
 typedef struct sq_event sq_event;
@@ -378,6 +380,10 @@ void sq_log(int level, const char *fmt, ...) SQ_PRINTF(2, 3);
 
 /* Why the last failing call failed. Valid until the next SDK call on this thread. */
 const char *sq_errmsg(void);
+
+/* Sets what sq_errmsg() says: a task or operation that fails sets it before returning its
+   error, and the host logs it (sq_spawn, sq_every) or keeps it (sq_op_error). */
+void sq_errmsg_set(const char *fmt, ...) SQ_PRINTF(1, 2);
 
 #ifdef __cplusplus
 }

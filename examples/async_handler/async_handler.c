@@ -31,11 +31,20 @@
 #define LOG_MS 50
 #define CACHE_MS 100
 
+/* What a failed await's code means. Read from the code, not sq_errmsg(): sq_sleep sets
+   its message before it waits, and other coroutines may replace it while it does. */
+static const char *await_error(int rc)
+{
+    return rc == SQ_ETIMEDOUT ? "timed out" : rc == SQ_ECANCELED ? "cancelled" : "failed";
+}
+
 /* GET /async: one awaited operation. */
 static int fetch(sq_req *r)
 {
-    if (sq_sleep(FETCH_MS) < 0) /* cancelled (client gone) or past a deadline */
-        return sq_reply_error(r, 503, "%s", sq_errmsg());
+    int rc = sq_sleep(FETCH_MS);
+
+    if (rc < 0) /* cancelled (the client left: this reply is dropped) or past a deadline */
+        return sq_reply_error(r, 503, "%s", await_error(rc));
     return sq_reply_json(r, 200, json_pack("{s:s}", "result", "fetched data"));
 }
 
@@ -101,7 +110,8 @@ static int process(sq_req *r)
         return sq_reply_error(r, 503, "%s", sq_errmsg());
     for (int i = 0; i < 3; i++)
         if (sq_op_status(ops[i]) != 0)
-            return sq_reply_error(r, 503, "operation %d: %s", i + 1, sq_op_error(ops[i]));
+            return sq_reply_error(r, 503, "operation %d %s", i + 1,
+                                  await_error(sq_op_status(ops[i])));
     return sq_reply_json(r, 200,
                          json_pack("{s:s, s:[s,s,s]}", "status", "success", "results",
                                    sq_op_result(ops[0]), sq_op_result(ops[1]),

@@ -42,7 +42,8 @@
 #define NOPS 3
 #define OP_MS 100
 #define FAIL_RATE 0.3
-#define OP_FAILED 1 /* an operation's own error code (an sq_op_fn may return any non-zero) */
+#define OP_FAILED 1   /* an operation's own error code (an sq_op_fn may return any non-zero) */
+#define FAIL_RANDOM 2 /* no ?fail: operation 2 fails at random */
 
 /* The instance's state: the random generator that decides when operation 2 fails. */
 struct errors_state {
@@ -67,8 +68,9 @@ static int run_operation(void *arg, void **result)
     struct operation *op = arg;
     int rc = sq_sleep(OP_MS);
 
-    if (rc < 0) {
-        snprintf(op->text, sizeof(op->text), "Operation %d failed: %s", op->n, sq_errmsg());
+    if (rc < 0) { /* the handler was cancelled or timed out (see sq_await_all) */
+        snprintf(op->text, sizeof(op->text), "Operation %d failed: %s", op->n,
+                 rc == SQ_ETIMEDOUT ? "timed out" : "cancelled");
         return rc;
     }
     if (op->fail) {
@@ -136,7 +138,7 @@ static bool second_fails(sq_req *r, int fail)
 {
     struct errors_state *st = sq_plugin_get_data(sq_req_plugin(r));
 
-    if (fail >= 0)
+    if (fail != FAIL_RANDOM)
         return fail;
     return rand_r(&st->seed) < FAIL_RATE * ((double)RAND_MAX + 1);
 }
@@ -151,9 +153,9 @@ static int internal_error(sq_req *r, const char *what, const char *why)
 /* GET /errors: three operations at once; their failures are part of the answer. */
 static int errors(sq_req *r)
 {
-    int fail = query_flag(r, "fail", -1), crash = query_flag(r, "crash", 0);
+    int fail = query_flag(r, "fail", FAIL_RANDOM), crash = query_flag(r, "crash", 0);
 
-    if (fail == -1 && sq_query(r, "fail"))
+    if (fail < 0)
         return sq_reply_error(r, 400, "fail must be 0 or 1");
     if (crash < 0)
         return sq_reply_error(r, 400, "crash must be 0 or 1");

@@ -170,8 +170,8 @@ static size_t config_queue_size(sq_plugin_ctx *ctx)
 
     if (!v)
         return QUEUE_SIZE_DEFAULT;
-    unsigned long n = v[0] >= '0' && v[0] <= '9' ? strtoul(v, &end, 10) : 0;
-    if (n < 1 || n > QUEUE_SIZE_MAX || *end) {
+    unsigned long n = strtoul(v, &end, 10);
+    if (v[0] < '0' || v[0] > '9' || *end || n < 1 || n > QUEUE_SIZE_MAX) { /* no sign, no blank */
         sq_log(SQ_LOG_ERROR, "queue_size = %s: must be an integer from 1 to %d", v, QUEUE_SIZE_MAX);
         return 0;
     }

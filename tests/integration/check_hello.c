@@ -287,6 +287,75 @@ START_TEST(test_access_log)
 }
 END_TEST
 
+/* GET /sleep?ms=N awaits N ms without blocking the loop, then answers {"slept":N}. */
+START_TEST(test_sleep)
+{
+    int64_t t0 = client_now_ms();
+    sq_test_res *res = client_req(host, "GET", "/sleep?ms=100", NULL, NULL, 0);
+    int64_t elapsed = client_now_ms() - t0;
+
+    ck_assert_int_eq(res->status, 200);
+    ck_assert_str_eq(res->body, "{\"slept\":100}");
+    client_assert_header(res, "Content-Type", "application/json");
+    ck_assert_msg(elapsed >= 100 && elapsed < 400, "slept 100 ms in %lld ms", (long long)elapsed);
+    sq_test_res_free(res);
+}
+END_TEST
+
+START_TEST(test_sleep_zero)
+{
+    int64_t t0 = client_now_ms();
+    sq_test_res *res = client_req(host, "GET", "/sleep?ms=0", NULL, NULL, 0);
+
+    ck_assert_int_eq(res->status, 200);
+    ck_assert_str_eq(res->body, "{\"slept\":0}");
+    ck_assert_int_lt(client_now_ms() - t0, 50);
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* ms must be a plain integer from 0 to 60000. */
+START_TEST(test_sleep_bad_ms)
+{
+    const char *paths[] = {"/sleep?ms=-1",  "/sleep?ms=60001",
+                           "/sleep?ms=abc", "/sleep",
+                           "/sleep?ms=",    "/sleep?ms",
+                           "/sleep?ms=1.5", "/sleep?ms=+5",
+                           "/sleep?ms=5x",  "/sleep?ms=99999999999999999999999"};
+
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        sq_test_res *res = client_req(host, "GET", paths[i], NULL, NULL, 0);
+        ck_assert_msg(res->status == 400, "GET %s: %d", paths[i], res->status);
+        assert_json_error(res, 400, "{\"error\":\"ms must be an integer from 0 to 60000\"}");
+        sq_test_res_free(res);
+    }
+}
+END_TEST
+
+/* 50 sleeps of 200 ms at once end together, after about 200 ms: none waits for another. */
+START_TEST(test_sleep_concurrent)
+{
+    enum { N = 50 };
+    struct client_conn *cs[N];
+    int status[N];
+
+    for (size_t i = 0; i < N; i++) {
+        cs[i] = client_open(sq_test_port(host));
+        ck_assert_msg(cs[i], "connection %zu failed", i);
+    }
+    int64_t t0 = client_now_ms();
+    size_t got = client_round(cs, N, "GET /sleep?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n", status, 3000);
+    int64_t elapsed = client_now_ms() - t0;
+    ck_assert_uint_eq(got, N);
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_int_eq(status[i], 200);
+        client_close(cs[i]);
+    }
+    ck_assert_msg(elapsed >= 200 && elapsed < 600, "50 sleeps of 200 ms took %lld ms",
+                  (long long)elapsed);
+}
+END_TEST
+
 static Suite *hello_suite(void)
 {
     Suite *s = suite_create("hello");
@@ -307,6 +376,10 @@ static Suite *hello_suite(void)
     tcase_add_test(tc, test_method_not_allowed);
     tcase_add_test(tc, test_mount_api);
     tcase_add_test(tc, test_many_requests);
+    tcase_add_test(tc, test_sleep);
+    tcase_add_test(tc, test_sleep_zero);
+    tcase_add_test(tc, test_sleep_bad_ms);
+    tcase_add_test(tc, test_sleep_concurrent);
     suite_add_tcase(s, tc);
 
     tcase_set_timeout(st, 10);

@@ -1,0 +1,601 @@
+/*
+ * check_examples.c - the example plugins (examples/async_handler, error_handling,
+ * queue_worker) served by a host in this process (sdk/squall_test.h) over real sockets on
+ * 127.0.0.1: what they answer, and how long they take to answer it. The timings are the
+ * point: they show the operations run concurrently and that an await blocks no one.
+ *
+ * $SQ_BUILD (default "build") says where examples/NAME.so were built.
+ */
+#include <check.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../check_main.h"
+#include "client.h"
+#include "squall_test.h"
+
+#define NCONC 20   /* requests sent at once on separate connections */
+#define POLL_MS 10 /* between two reads of /jobs/stats */
+
+#define GET_ASYNC "GET /async HTTP/1.1\r\nHost: t\r\n\r\n"
+#define FETCHED "{\"result\":\"fetched data\"}"
+#define ERRORS_OK                                                                                  \
+    "{\"success_count\":3,\"results\":[\"Operation 1 completed\",\"Operation 2 completed\","       \
+    "\"Operation 3 completed\"]}"
+#define ERRORS_FAILED                                                                              \
+    "{\"success_count\":2,\"results\":[\"Operation 1 completed\",\"Operation 3 completed\"],"      \
+    "\"errors\":[\"Operation 2 failed: simulated failure (upstream timed out)\"]}"
+#define INTERNAL "{\"error\":\"Internal server error\"}"
+#define QUEUED "{\"status\":\"job queued\"}"
+#define STATS(q, r, d, f) "{\"queued\":" #q ",\"running\":" #r ",\"done\":" #d ",\"failed\":" #f "}"
+
+static sq_test_host *host;
+
+/* The config text that serves example name from the build directory, with extra keys in
+   its section. */
+static void example_conf(const char *name, const char *extra, char *out, size_t len)
+{
+    char rel[64], so[PATH_MAX];
+
+    snprintf(rel, sizeof(rel), "examples/%s.so", name);
+    ck_assert_msg(client_build_path(rel, so, sizeof(so)), "path too long");
+    int n = snprintf(out, len, "[plugin %s]\npath = %s\n%s", name, so, extra ? extra : "");
+    ck_assert(n > 0 && (size_t)n < len);
+}
+
+/* Starts a host serving example name (extra: more keys for its section, or NULL). */
+static sq_test_host *start_example(const char *name, const char *extra)
+{
+    char conf[PATH_MAX + 256];
+
+    example_conf(name, extra, conf, sizeof(conf));
+    sq_test_host *h = sq_test_start(conf);
+    ck_assert_msg(h, "sq_test_start: %s", sq_test_error());
+    return h;
+}
+
+static void setup_async(void)
+{
+    host = start_example("async_handler", NULL);
+}
+
+static void setup_errors(void)
+{
+    host = start_example("error_handling", NULL);
+}
+
+static void setup_queue(void)
+{
+    host = start_example("queue_worker", "queue_size = 2\n");
+}
+
+static void teardown(void)
+{
+    sq_test_stop(host);
+    host = NULL;
+}
+
+/* Checks that elapsed (ms) is in [lo, hi). */
+static void assert_ms(const char *what, int64_t elapsed, int64_t lo, int64_t hi)
+{
+    ck_assert_msg(elapsed >= lo && elapsed < hi, "%s took %lld ms, expected [%lld, %lld)", what,
+                  (long long)elapsed, (long long)lo, (long long)hi);
+}
+
+/* Sends req on n new connections at once, then reads one reply from each into res[i]
+   (free each with client_res_free). Returns the ms from the first send to the last reply. */
+static int64_t concurrent(const char *req, size_t n, struct client_res *res)
+{
+    struct client_conn *cs[64];
+
+    ck_assert_uint_le(n, 64);
+    for (size_t i = 0; i < n; i++)
+        cs[i] = client_open(sq_test_port(host));
+    int64_t t0 = client_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(cs[i], "connection %zu failed", i);
+        ck_assert_int_eq(client_send_str(cs[i], req), 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(client_read_reply(cs[i], &res[i], false, T_MS) == 0, "no reply on %zu", i);
+    int64_t elapsed = client_now_ms() - t0;
+    for (size_t i = 0; i < n; i++)
+        client_close(cs[i]);
+    return elapsed;
+}
+
+/* A POST request with a body, as raw bytes for client_send_str. */
+static const char *post_req(const char *path, const char *body, char *out, size_t len)
+{
+    int n = snprintf(out, len,
+                     "POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     path, strlen(body), body);
+    ck_assert(n > 0 && (size_t)n < len);
+    return out;
+}
+
+/* ---- async_handler ---- */
+
+START_TEST(test_async_get)
+{
+    int64_t t0 = client_now_ms();
+    sq_test_res *res = client_req(host, "GET", "/async", NULL, NULL, 0);
+
+    assert_ms("GET /async", client_now_ms() - t0, 95, 300);
+    ck_assert_int_eq(res->status, 200);
+    ck_assert_str_eq(res->body, FETCHED);
+    client_assert_header(res, "Content-Type", "application/json");
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* 200 + 50 + 100 ms of operations in about 200 ms: they ran side by side. */
+START_TEST(test_async_post)
+{
+    const char *body = "{ \"a\" : 1 }";
+    int64_t t0 = client_now_ms();
+    sq_test_res *res = client_req(host, "POST", "/async", NULL, body, strlen(body));
+
+    assert_ms("POST /async", client_now_ms() - t0, 195, 330);
+    ck_assert_int_eq(res->status, 200);
+    ck_assert_str_eq(res->body, "{\"status\":\"success\",\"results\":[\"processed: {\\\"a\\\":1}\","
+                                "\"logged\",\"cache updated\"]}");
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* The body comes back compact, keys in their order, UTF-8 as it was sent. */
+START_TEST(test_async_post_compacts_body)
+{
+    const char *body = "{\n  \"name\": \"zo\xc3\xab\",\n  \"tags\": [ \"x\", 2, null ],\n"
+                       "  \"a\": { \"b\": true }\n}\n";
+    sq_test_res *res = client_req(host, "POST", "/async", NULL, body, strlen(body));
+
+    ck_assert_int_eq(res->status, 200);
+    ck_assert_str_eq(
+        res->body,
+        "{\"status\":\"success\",\"results\":[\"processed: {\\\"name\\\":\\\"zo\xc3\xab\\\","
+        "\\\"tags\\\":[\\\"x\\\",2,null],\\\"a\\\":{\\\"b\\\":true}}\",\"logged\","
+        "\"cache updated\"]}");
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* A body that is not JSON is refused at once, before any operation starts. */
+START_TEST(test_async_post_invalid_json)
+{
+    const char *bad[] = {"{\"a\":", "not json", "{\"a\":1} trailing", "\xff"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t t0 = client_now_ms();
+        sq_test_res *res = client_req(host, "POST", "/async", NULL, bad[i], strlen(bad[i]));
+        assert_ms("a refused POST /async", client_now_ms() - t0, 0, 50);
+        ck_assert_msg(res->status == 400, "%s: %d %s", bad[i], res->status, res->body);
+        client_assert_header(res, "Content-Type", "application/json");
+        ck_assert_msg(strstr(res->body, "{\"error\":\"body must be JSON: invalid JSON at line 1"),
+                      "%s", res->body);
+        sq_test_res_free(res);
+    }
+    sq_test_res *res = client_req(host, "POST", "/async", NULL, "", 0);
+    client_assert_json_error(res, 400,
+                             "{\"error\":\"body must be JSON: the request has no body\"}");
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* Twenty handlers awaiting at once take as long as one: the loop is never blocked. */
+START_TEST(test_async_get_concurrent)
+{
+    struct client_res res[NCONC];
+    int64_t elapsed = concurrent(GET_ASYNC, NCONC, res);
+
+    assert_ms("20 GET /async at once", elapsed, 95, 300);
+    for (size_t i = 0; i < NCONC; i++) {
+        ck_assert_int_eq(res[i].status, 200);
+        ck_assert_str_eq(res[i].body, FETCHED);
+        client_res_free(&res[i]);
+    }
+}
+END_TEST
+
+/* Twenty POSTs at once, each with its own three operations (sixty in all): about 200 ms. */
+START_TEST(test_async_post_concurrent)
+{
+    struct client_res res[NCONC];
+    char req[512];
+    int64_t elapsed = concurrent(post_req("/async", "[1,2,3]", req, sizeof(req)), NCONC, res);
+
+    assert_ms("20 POST /async at once", elapsed, 195, 345); /* in sequence: 350 */
+    for (size_t i = 0; i < NCONC; i++) {
+        ck_assert_int_eq(res[i].status, 200);
+        ck_assert_str_eq(res[i].body, "{\"status\":\"success\",\"results\":[\"processed: [1,2,3]\","
+                                      "\"logged\",\"cache updated\"]}");
+        client_res_free(&res[i]);
+    }
+}
+END_TEST
+
+/* A client that leaves mid-await cancels its handler and the handler's operations; the
+   host goes on serving (and stops cleanly after: teardown). */
+START_TEST(test_async_client_gone)
+{
+    char req[512];
+
+    for (int i = 0; i < 2; i++) {
+        struct client_conn *c = client_open(sq_test_port(host));
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(client_send_str(c, i ? GET_ASYNC : post_req("/async", "{}", req, 512)), 0);
+        client_sleep_ms(30);
+        client_close(c);
+    }
+    client_sleep_ms(250); /* past every operation's end */
+    sq_test_res *res = client_req(host, "GET", "/async", NULL, NULL, 0);
+    ck_assert_int_eq(res->status, 200);
+    ck_assert_str_eq(res->body, FETCHED);
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* ---- error_handling ---- */
+
+START_TEST(test_errors_forced_failure)
+{
+    int64_t t0 = client_now_ms();
+    sq_test_res *res = client_req(host, "GET", "/errors?fail=1", NULL, NULL, 0);
+
+    assert_ms("GET /errors?fail=1", client_now_ms() - t0, 95, 250); /* 3 x 100 ms at once */
+    ck_assert_int_eq(res->status, 200);
+    client_assert_header(res, "Content-Type", "application/json");
+    ck_assert_msg(strstr(res->body, "\"errors\":[\"Operation 2 failed: "), "%s", res->body);
+    ck_assert_msg(strstr(res->body, "\"success_count\":2,"), "%s", res->body);
+    ck_assert_str_eq(res->body, ERRORS_FAILED);
+    sq_test_res_free(res);
+}
+END_TEST
+
+START_TEST(test_errors_forced_success)
+{
+    int64_t t0 = client_now_ms();
+    sq_test_res *res = client_req(host, "GET", "/errors?fail=0", NULL, NULL, 0);
+
+    assert_ms("GET /errors?fail=0", client_now_ms() - t0, 95, 250);
+    ck_assert_int_eq(res->status, 200);
+    ck_assert_str_eq(res->body, ERRORS_OK);
+    ck_assert_ptr_null(strstr(res->body, "errors"));
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* Without ?fail, operation 2 fails about 3 times in 10. 60 tries: 18 expected; outside
+   [3, 40] is over 4 standard deviations off. */
+START_TEST(test_errors_random_failure)
+{
+    enum { N = 60 };
+    struct client_res res[N];
+    int failed = 0;
+
+    concurrent("GET /errors HTTP/1.1\r\nHost: t\r\n\r\n", N, res);
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_int_eq(res[i].status, 200);
+        bool f = strcmp(res[i].body, ERRORS_FAILED) == 0;
+        ck_assert_msg(f || strcmp(res[i].body, ERRORS_OK) == 0, "%s", res[i].body);
+        failed += f;
+        client_res_free(&res[i]);
+    }
+    ck_assert_msg(failed >= 3 && failed <= 40, "%d of %d failed", failed, N);
+}
+END_TEST
+
+/* An unexpected error: 500, and the details only in the log. */
+START_TEST(test_errors_crash)
+{
+    const char *paths[] = {"/errors?crash=1", "/errors?crash=1&fail=1", "/errors?fail=0&crash=1"};
+
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        sq_test_res *res = client_req(host, "GET", paths[i], NULL, NULL, 0);
+        client_assert_json_error(res, 500, INTERNAL);
+        sq_test_res_free(res);
+    }
+    /* The host keeps serving. */
+    sq_test_res *res = client_req(host, "GET", "/errors?fail=0&crash=0", NULL, NULL, 0);
+    ck_assert_str_eq(res->body, ERRORS_OK);
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* The crash's log line, read from the stderr of a spawned host. */
+START_TEST(test_errors_crash_logged)
+{
+    char conf[PATH_MAX + 256];
+    struct client_proc p;
+    struct client_res res;
+
+    example_conf("error_handling", NULL, conf, sizeof(conf));
+    ck_assert_msg(client_spawn(&p, conf, NULL) == 0, "the host did not start");
+    struct client_conn *c = client_open(p.port);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(
+        client_roundtrip(c, "GET /errors?crash=1 HTTP/1.1\r\nHost: t\r\n\r\n", &res, T_MS), 0);
+    ck_assert_int_eq(res.status, 500);
+    ck_assert_str_eq(res.body, INTERNAL);
+    client_res_free(&res);
+    client_close(c);
+    char *err = client_proc_stderr(&p);
+    ck_assert_msg(strstr(err, "[error] error_handling: GET /errors: cannot build the reply: "
+                              "Invalid UTF-8 string\n"),
+                  "no error line in:\n%s", err);
+    free(err);
+    client_proc_free(&p);
+}
+END_TEST
+
+START_TEST(test_errors_bad_query)
+{
+    const char *fail[] = {"/errors?fail=2", "/errors?fail=", "/errors?fail=yes", "/errors?fail"};
+    const char *crash[] = {"/errors?crash=2", "/errors?crash=", "/errors?fail=1&crash=true"};
+
+    for (size_t i = 0; i < sizeof(fail) / sizeof(fail[0]); i++) {
+        sq_test_res *res = client_req(host, "GET", fail[i], NULL, NULL, 0);
+        client_assert_json_error(res, 400, "{\"error\":\"fail must be 0 or 1\"}");
+        sq_test_res_free(res);
+    }
+    for (size_t i = 0; i < sizeof(crash) / sizeof(crash[0]); i++) {
+        sq_test_res *res = client_req(host, "GET", crash[i], NULL, NULL, 0);
+        client_assert_json_error(res, 400, "{\"error\":\"crash must be 0 or 1\"}");
+        sq_test_res_free(res);
+    }
+}
+END_TEST
+
+/* ---- queue_worker ---- */
+
+/* POSTs a job; returns the reply (free it). */
+static sq_test_res *post_job(sq_test_host *h, const char *type, int duration)
+{
+    char body[256];
+
+    snprintf(body, sizeof(body), "{\"type\":\"%s\",\"duration\":%d}", type, duration);
+    return client_req(h, "POST", "/jobs", NULL, body, strlen(body));
+}
+
+/* POSTs a job that must be queued. */
+static void queue_job(sq_test_host *h, const char *type, int duration)
+{
+    sq_test_res *res = post_job(h, type, duration);
+
+    ck_assert_msg(res->status == 202, "%s: %d %s", type, res->status, res->body);
+    ck_assert_str_eq(res->body, QUEUED);
+    sq_test_res_free(res);
+}
+
+/* Polls GET /jobs/stats until it says want, for up to timeout_ms; fails with the last
+   answer otherwise. Returns the time it said so, on client_now_ms's clock. */
+static int64_t wait_stats(sq_test_host *h, const char *want, int timeout_ms)
+{
+    int64_t deadline = client_now_ms() + timeout_ms;
+    char last[256] = "";
+
+    for (;;) {
+        sq_test_res *res = client_req(h, "GET", "/jobs/stats", NULL, NULL, 0);
+        ck_assert_int_eq(res->status, 200);
+        snprintf(last, sizeof(last), "%s", res->body);
+        sq_test_res_free(res);
+        int64_t now = client_now_ms();
+        if (strcmp(last, want) == 0)
+            return now;
+        ck_assert_msg(now < deadline, "stats still %s after %d ms, expected %s", last, timeout_ms,
+                      want);
+        client_sleep_ms(POLL_MS);
+    }
+}
+
+START_TEST(test_queue_stats_start_empty)
+{
+    sq_test_res *res = client_req(host, "GET", "/jobs/stats", NULL, NULL, 0);
+
+    ck_assert_int_eq(res->status, 200);
+    client_assert_header(res, "Content-Type", "application/json");
+    ck_assert_str_eq(res->body, STATS(0, 0, 0, 0));
+    sq_test_res_free(res);
+}
+END_TEST
+
+/*
+ * queue_size 2 and 3 workers: five 300 ms jobs are 3 running and 2 queued, a sixth is
+ * refused; at about 300 ms the queued two start, at about 600 ms all five are done.
+ */
+START_TEST(test_queue_flow)
+{
+    int64_t t0 = client_now_ms();
+
+    for (int i = 0; i < 5; i++)
+        queue_job(host, "resize", 300);
+    wait_stats(host, STATS(2, 3, 0, 0), 100);
+    sq_test_res *res = post_job(host, "resize", 300);
+    client_assert_json_error(res, 503, "{\"error\":\"queue full\"}");
+    sq_test_res_free(res);
+
+    int64_t t = wait_stats(host, STATS(0, 2, 3, 0), 1000);
+    assert_ms("the first three jobs", t - t0, 295, 500);
+    t = wait_stats(host, STATS(0, 0, 5, 0), 1000);
+    assert_ms("all five jobs", t - t0, 595, 900);
+
+    queue_job(host, "resize", 0); /* room again; a 0 ms job is done at once */
+    wait_stats(host, STATS(0, 0, 6, 0), 200);
+}
+END_TEST
+
+START_TEST(test_queue_fail_job)
+{
+    queue_job(host, "fail", 50);
+    queue_job(host, "ok", 50);
+    queue_job(host, "failure", 50); /* only "fail" fails */
+    wait_stats(host, STATS(0, 0, 2, 1), 500);
+}
+END_TEST
+
+START_TEST(test_queue_bad_input)
+{
+    const char *bodies[] = {
+        "",
+        "not json",
+        "[]",
+        "{}",
+        "{\"type\":\"x\"}",
+        "{\"duration\":5}",
+        "{\"type\":1,\"duration\":5}",
+        "{\"type\":\"x\",\"duration\":\"5\"}",
+        "{\"type\":\"x\",\"duration\":1.5}",
+        "{\"type\":\"x\",\"duration\":-1}",
+        "{\"type\":\"x\",\"duration\":60001}",
+        "{\"type\":\"\",\"duration\":1}",
+        "{\"type\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\","
+        "\"duration\":1}", /* 65 bytes */
+    };
+
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        sq_test_res *res = client_req(host, "POST", "/jobs", NULL, bodies[i], strlen(bodies[i]));
+        ck_assert_msg(res->status == 400, "%s: %d %s", bodies[i], res->status, res->body);
+        ck_assert_msg(strncmp(res->body, "{\"error\":\"", 10) == 0, "%s", res->body);
+        sq_test_res_free(res);
+    }
+    sq_test_res *res = client_req(host, "GET", "/jobs/stats", NULL, NULL, 0);
+    ck_assert_str_eq(res->body, STATS(0, 0, 0, 0));
+    sq_test_res_free(res);
+}
+END_TEST
+
+/* Stopping the host with jobs running and queued: the workers are cancelled, fini frees
+   the rest (LeakSanitizer checks it in the SAN build), and it takes no time. */
+START_TEST(test_queue_stop_busy)
+{
+    for (int i = 0; i < 5; i++)
+        queue_job(host, "long", 60000);
+    wait_stats(host, STATS(2, 3, 0, 0), 100);
+
+    int64_t t0 = client_now_ms();
+    sq_test_stop(host);
+    host = NULL;
+    assert_ms("sq_test_stop", client_now_ms() - t0, 0, 2000);
+}
+END_TEST
+
+/* Stopped at once, before the workers have run even once. */
+START_TEST(test_queue_stop_at_once)
+{
+    sq_test_host *h = start_example("queue_worker", NULL);
+    int64_t t0 = client_now_ms();
+
+    sq_test_stop(h);
+    assert_ms("sq_test_stop", client_now_ms() - t0, 0, 2000);
+}
+END_TEST
+
+/* queue_size defaults to 10: 3 running + 10 queued, then full. */
+START_TEST(test_queue_size_default)
+{
+    sq_test_host *h = start_example("queue_worker", NULL);
+
+    for (int i = 0; i < 13; i++)
+        queue_job(h, "long", 60000);
+    wait_stats(h, STATS(10, 3, 0, 0), 100);
+    sq_test_res *res = post_job(h, "long", 60000);
+    client_assert_json_error(res, 503, "{\"error\":\"queue full\"}");
+    sq_test_res_free(res);
+    sq_test_stop(h);
+}
+END_TEST
+
+START_TEST(test_queue_size_invalid)
+{
+    const char *bad[] = {"0", "-1", "abc", "10x", "100001", "99999999999999999999999"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char conf[PATH_MAX + 256], extra[64];
+        snprintf(extra, sizeof(extra), "queue_size = %s\n", bad[i]);
+        example_conf("queue_worker", extra, conf, sizeof(conf));
+        sq_test_host *h = sq_test_start(conf);
+        if (h)
+            sq_test_stop(h);
+        ck_assert_msg(!h, "queue_size = %s was accepted", bad[i]);
+        ck_assert_msg(strstr(sq_test_error(), "init failed"), "%s", sq_test_error());
+    }
+}
+END_TEST
+
+/* ---- The shipped configurations ---- */
+
+/* `squall -c examples/NAME/NAME.conf --check` accepts each. Their paths point into build/,
+   so this runs only for that build (and from the top of the tree, as make test does). */
+START_TEST(test_example_confs)
+{
+    const char *names[] = {"async_handler", "error_handling", "queue_worker"};
+
+    if (strcmp(client_build_dir(), "build") != 0)
+        return;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "build/squall -c examples/%s/%s.conf --check >/dev/null 2>&1",
+                 names[i], names[i]);
+        ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
+    }
+}
+END_TEST
+
+static Suite *examples_suite(void)
+{
+    Suite *s = suite_create("examples");
+    TCase *tc = tcase_create("async_handler");
+
+    tcase_add_checked_fixture(tc, setup_async, teardown);
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_async_get);
+    tcase_add_test(tc, test_async_post);
+    tcase_add_test(tc, test_async_post_compacts_body);
+    tcase_add_test(tc, test_async_post_invalid_json);
+    tcase_add_test(tc, test_async_get_concurrent);
+    tcase_add_test(tc, test_async_post_concurrent);
+    tcase_add_test(tc, test_async_client_gone);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("error_handling");
+    tcase_add_checked_fixture(tc, setup_errors, teardown);
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_errors_forced_failure);
+    tcase_add_test(tc, test_errors_forced_success);
+    tcase_add_test(tc, test_errors_random_failure);
+    tcase_add_test(tc, test_errors_crash);
+    tcase_add_test(tc, test_errors_crash_logged);
+    tcase_add_test(tc, test_errors_bad_query);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("queue_worker");
+    tcase_add_checked_fixture(tc, setup_queue, teardown);
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_queue_stats_start_empty);
+    tcase_add_test(tc, test_queue_flow);
+    tcase_add_test(tc, test_queue_fail_job);
+    tcase_add_test(tc, test_queue_bad_input);
+    tcase_add_test(tc, test_queue_stop_busy);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("queue_worker config");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_queue_stop_at_once);
+    tcase_add_test(tc, test_queue_size_default);
+    tcase_add_test(tc, test_queue_size_invalid);
+    tcase_add_test(tc, test_example_confs);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    client_log_quiet();
+    return check_run(examples_suite());
+}
