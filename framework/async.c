@@ -68,12 +68,20 @@ struct coro_wait *wait_list_pop(struct wait_list *l)
 
 /* ---- The loop ---- */
 
-uint64_t loop_now_ms(struct loop *l)
+uint64_t loop_now_us(struct loop *l)
 {
     struct timeval tv;
 
+    /* Fresh, not the loop turn's cached time: a long turn would make deadlines and timers
+       that start late in it fire early. One vDSO clock read. */
+    event_base_update_cache_time(l->base);
     event_base_gettimeofday_cached(l->base, &tv);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    return (uint64_t)tv.tv_sec * 1000000 + (uint64_t)tv.tv_usec;
+}
+
+struct timeval us_tv(uint64_t us)
+{
+    return (struct timeval){(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
 }
 
 /* Runs the coroutines queued before this call. Ones queued meanwhile wait for the next
@@ -114,14 +122,12 @@ size_t loop_drain(struct loop *l, uint64_t timeout_ms)
     struct timeval tick = {0, 10000};
     uint64_t end;
 
-    event_base_update_cache_time(l->base);
-    end = loop_now_ms(l) + timeout_ms;
+    end = loop_now_us(l) + timeout_ms * 1000;
     for (struct coro *co = l->all; co; co = co->all_next)
         coro_cancel(co);
-    while (l->live > 0 && loop_now_ms(l) < end) {
+    while (l->live > 0 && loop_now_us(l) < end) {
         event_base_loopexit(l->base, &tick);
         event_base_dispatch(l->base);
-        event_base_update_cache_time(l->base);
     }
     return l->live;
 }
@@ -332,7 +338,7 @@ static void park_timer(struct coro *co, uint64_t now, int64_t timeout_ms, int on
     uint64_t at = 0;
 
     if (timeout_ms >= 0) {
-        at = now + (uint64_t)timeout_ms;
+        at = now + (uint64_t)timeout_ms * 1000;
         co->timer_result = on_timeout;
     }
     if (co->deadline && (!at || co->deadline < at)) {
@@ -340,8 +346,7 @@ static void park_timer(struct coro *co, uint64_t now, int64_t timeout_ms, int on
         co->timer_result = SQ_ETIMEDOUT;
     }
     if (at) {
-        uint64_t ms = at - now;
-        struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+        struct timeval tv = us_tv(at - now);
         evtimer_add(&co->timer, &tv);
     }
 }
@@ -365,10 +370,7 @@ int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout)
         wait_list_remove(w);
         return SQ_EINVAL;
     }
-    /* A fresh clock: the cached one is as old as this loop turn, and a busy turn would
-       make the timer fire early. */
-    event_base_update_cache_time(co->loop->base);
-    uint64_t now = loop_now_ms(co->loop);
+    uint64_t now = loop_now_us(co->loop);
     int early = co->cancelled && !co->nocancel ? SQ_ECANCELED
                 : co->deadline && now >= co->deadline ? SQ_ETIMEDOUT
                                                        : 0;
@@ -402,7 +404,7 @@ int sq_set_deadline(uint64_t ms)
 
     if (!co)
         return SQ_EINVAL;
-    co->deadline = ms ? loop_now_ms(co->loop) + ms : 0;
+    co->deadline = ms ? loop_now_us(co->loop) + ms * 1000 : 0;
     return 0;
 }
 
@@ -412,7 +414,7 @@ int sq_with_timeout(uint64_t ms, sq_task_fn fn, void *arg)
 
     if (!co)
         return SQ_EINVAL;
-    uint64_t saved = co->deadline, at = loop_now_ms(co->loop) + ms;
+    uint64_t saved = co->deadline, at = loop_now_us(co->loop) + ms * 1000;
     if (!saved || at < saved)
         co->deadline = at;
     int rc = fn(arg);

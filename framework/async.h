@@ -81,8 +81,11 @@ size_t loop_drain(struct loop *l, uint64_t timeout_ms);
 /* Frees the loop (timers, thread pool, stacks). Call after loop_drain returned 0. */
 void loop_free(struct loop *l);
 
-/* Milliseconds on the loop's cached clock. */
-uint64_t loop_now_ms(struct loop *l);
+/* Microseconds on the loop's clock (libevent's monotonic one), read afresh. */
+uint64_t loop_now_us(struct loop *l);
+
+/* us microseconds as a struct timeval, for libevent. */
+struct timeval us_tv(uint64_t us);
 
 /* ---- Coroutines ---- */
 
@@ -108,7 +111,7 @@ struct coro {
     size_t nchildren;
     struct coro_wait *wait;        /* the pending park, or NULL */
     struct event timer;            /* the pending park's timeout or deadline */
-    uint64_t deadline;             /* ms on the loop clock; 0 = none */
+    uint64_t deadline;             /* us on the loop clock; 0 = none */
     int timer_result;              /* what the armed timer wakes it with */
     bool queued, done, cancelled, nocancel, waits_children;
     char error[160];               /* sq_errmsg() when fn failed */

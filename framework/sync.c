@@ -49,7 +49,7 @@ int sync_await_check(const char *what)
         rc = SQ_EINVAL;
     else if (co->cancelled && !co->nocancel)
         rc = SQ_ECANCELED;
-    else if (co->deadline && loop_now_ms(co->loop) >= co->deadline)
+    else if (co->deadline && loop_now_us(co->loop) >= co->deadline)
         rc = SQ_ETIMEDOUT;
     if (rc)
         errmsg_set("%s: %s", what, error_text(rc));

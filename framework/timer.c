@@ -31,7 +31,7 @@ struct sq_periodic {
     struct sq_plugin_ctx *plugin;
     uint64_t ms;
     double jitter;
-    uint64_t next_at;  /* ms on the loop clock of the next tick */
+    uint64_t next_at;  /* us on the loop clock of the next tick */
     struct coro *run;  /* the run in progress, or NULL */
     bool stopped;      /* stopped while a run was in progress: freed when it ends */
 };
@@ -55,10 +55,6 @@ struct sq_periodic {
             (x)->next->prev = (x)->prev;                                                           \
     } while (0)
 
-static struct timeval ms_tv(uint64_t ms)
-{
-    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-}
 
 /* ---- One-shot ---- */
 
@@ -96,7 +92,8 @@ sq_timer *sq_call_later(uint64_t ms, sq_callback_fn fn, void *arg)
     t->arg = arg;
     t->plugin = plugin_current;
     evtimer_assign(&t->ev, l->base, on_timer, t);
-    struct timeval tv = ms_tv(ms);
+    event_base_update_cache_time(l->base); /* the timer counts from now, not the turn's start */
+    struct timeval tv = us_tv(ms * 1000);
     evtimer_add(&t->ev, &tv);
     LIST_INSERT(l->timers, t);
     return t;
@@ -122,23 +119,23 @@ static void periodic_free(struct sq_periodic *p)
     free(p);
 }
 
-/* The next interval: ms, stretched or shrunk by up to jitter/2. */
+/* The next interval in us: ms, stretched or shrunk by up to jitter/2. */
 static uint64_t periodic_interval(const struct sq_periodic *p)
 {
     double r = (double)rand() / RAND_MAX - 0.5;
-    double ms = (double)p->ms * (1.0 + p->jitter * r);
-    return ms < 1 ? 1 : (uint64_t)ms;
+    double us = (double)p->ms * 1000.0 * (1.0 + p->jitter * r);
+    return us < 1000 ? 1000 : (uint64_t)us;
 }
 
 /* Schedules the next tick on the original grid, skipping the ticks already missed. */
 static void periodic_schedule(struct sq_periodic *p)
 {
-    uint64_t now = loop_now_ms(p->loop);
+    uint64_t now = loop_now_us(p->loop);
 
     do
         p->next_at += periodic_interval(p);
     while (p->next_at <= now);
-    struct timeval tv = ms_tv(p->next_at - now);
+    struct timeval tv = us_tv(p->next_at - now);
     evtimer_add(&p->ev, &tv);
 }
 
@@ -188,7 +185,7 @@ sq_periodic *sq_every(uint64_t ms, double jitter, sq_task_fn fn, void *arg)
     p->ms = ms;
     p->jitter = jitter;
     p->plugin = plugin_current;
-    p->next_at = loop_now_ms(l);
+    p->next_at = loop_now_us(l);
     evtimer_assign(&p->ev, l->base, on_tick, p);
     LIST_INSERT(l->periodics, p);
     periodic_schedule(p);

@@ -235,7 +235,8 @@ void *sq_coro_alloc(size_t n);
 
 /* Starts fn(arg) as a fire-and-forget task, like asyncio.create_task. A non-zero return
    is logged with the plugin's name and sq_errmsg(). arg is the caller's to keep alive.
-   Returns 0 or SQ_ENOMEM. May be called from init, a handler, a task or a callback. */
+   Returns 0, SQ_ENOMEM, or SQ_EINVAL on a thread without a loop. May be called from init,
+   a handler, a task or a callback. */
 int sq_spawn(sq_task_fn fn, void *arg);
 
 /* ---- Concurrent operations: gather and first-completed --------------------------------- */
@@ -279,7 +280,7 @@ void sq_op_cancel(sq_op *op);
 typedef struct sq_timer sq_timer;
 typedef struct sq_periodic sq_periodic;
 
-/* Runs fn(arg) on the next turn of the loop. 0 or SQ_ENOMEM. */
+/* Runs fn(arg) on the next turn of the loop. 0, or SQ_EINVAL on a thread without a loop. */
 int sq_add_callback(sq_callback_fn fn, void *arg);
 
 /* Runs fn(arg) on the loop in ms milliseconds. The handle is valid until fn has started or

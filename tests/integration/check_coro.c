@@ -35,10 +35,9 @@ static char *conf_build(const char *server_keys, const char *plugin_keys, char *
     ck_assert_ptr_nonnull(client_build_path("tests/plugins/asyncplug.so", async_so, PATH_MAX));
     ck_assert_ptr_nonnull(client_build_path("plugins/hello.so", hello_so, PATH_MAX));
     ck_assert_msg(access(async_so, R_OK) == 0, "%s is not built", async_so);
-    int n = snprintf(out, len,
-                     "[server]\n%s\n[plugin asyncplug]\npath = %s\n%s\n[plugin hello]\npath = %s\n",
-                     server_keys ? server_keys : "", async_so, plugin_keys ? plugin_keys : "",
-                     hello_so);
+    int n = snprintf(
+        out, len, "[server]\n%s\n[plugin asyncplug]\npath = %s\n%s\n[plugin hello]\npath = %s\n",
+        server_keys ? server_keys : "", async_so, plugin_keys ? plugin_keys : "", hello_so);
     ck_assert(n > 0 && (size_t)n < len);
     return out;
 }
@@ -65,7 +64,7 @@ static void teardown(void)
 
 /* /stats of asyncplug: what happened to the /wait requests. */
 struct stats {
-    json_int_t started, waiting, completed, cancelled, timedout;
+    json_int_t started, waiting, completed, cancelled, timedout, ops_cancelled;
 };
 
 /* Reads the stats JSON text s into st. */
@@ -75,9 +74,10 @@ static void stats_parse(const char *s, struct stats *st)
     json_t *j = json_loads(s, 0, &err);
 
     ck_assert_msg(j, "bad stats JSON: %s (%s)", s, err.text);
-    ck_assert_int_eq(json_unpack(j, "{s:I,s:I,s:I,s:I,s:I}", "started", &st->started, "waiting",
+    ck_assert_int_eq(json_unpack(j, "{s:I,s:I,s:I,s:I,s:I,s:I}", "started", &st->started, "waiting",
                                  &st->waiting, "completed", &st->completed, "cancelled",
-                                 &st->cancelled, "timedout", &st->timedout),
+                                 &st->cancelled, "timedout", &st->timedout, "ops_cancelled",
+                                 &st->ops_cancelled),
                      0);
     json_decref(j);
 }
@@ -132,7 +132,7 @@ static void expect_closed_silently(struct client_conn *c, int timeout_ms)
 START_TEST(test_disconnect_cancels_handler)
 {
     uint16_t port = sq_test_port(host);
-    struct client_conn *gone = open_wait(port, 2000), *stays = open_wait(port, 300);
+    struct client_conn *gone = open_wait(port, 2000), *stays = open_wait(port, 500);
 
     struct stats st = stats_wait(host, STAT(started), 2, 1000);
     ck_assert_int_eq(st.started, 2);
@@ -146,12 +146,43 @@ START_TEST(test_disconnect_cancels_handler)
     ck_assert_int_eq(st.waiting, 1);
 
     /* The other client is not affected. */
-    client_expect_reply(stays, 200, "{\"slept\":300}");
+    client_expect_reply(stays, 200, "{\"slept\":500}");
     client_close(stays);
     st = stats_get(host);
     ck_assert_int_eq(st.completed, 1);
     ck_assert_int_eq(st.cancelled, 1);
     ck_assert_int_eq(st.waiting, 0);
+}
+END_TEST
+
+/* A handler awaiting operations: they are cancelled with it, and the request (whose memory
+   they use) ends only after them. Also with three at a time, it takes one op's time. */
+START_TEST(test_disconnect_cancels_operations)
+{
+    struct client_conn *c = client_open(sq_test_port(host));
+    struct client_res res;
+
+    ck_assert_ptr_nonnull(c);
+    int64_t t0 = client_now_ms();
+    ck_assert_int_eq(
+        client_roundtrip(c, "GET /fanout?ms=100 HTTP/1.1\r\nHost: t\r\n\r\n", &res, T_MS), 0);
+    int64_t dt = client_now_ms() - t0;
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_str_eq(res.body, "{\"ops\":3}");
+    client_res_free(&res);
+    ck_assert_msg(dt >= 95 && dt < 300, "3 concurrent ops of 100 ms took %lld ms", (long long)dt);
+
+    ck_assert_int_eq(client_send_str(c, "GET /fanout?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    ck_assert_int_eq(stats_wait(host, STAT(started), 2, 1000).started, 2);
+    client_sleep_ms(20); /* the ops are sleeping */
+    client_close(c);
+    t0 = client_now_ms();
+    struct stats st = stats_wait(host, STAT(cancelled), 1, 1000);
+    ck_assert_int_eq(st.cancelled, 1);
+    ck_assert_int_le(client_now_ms() - t0, 200);
+    st = stats_wait(host, STAT(ops_cancelled), 3, 500);
+    ck_assert_int_eq(st.ops_cancelled, 3);
+    ck_assert_int_eq(st.completed, 1);
 }
 END_TEST
 
@@ -299,8 +330,7 @@ static void overflow_check(const char *server_keys)
                       (WIFEXITED(st) && WEXITSTATUS(st) != 0),
                   "wait status %#x: neither killed by SIGSEGV nor a failure exit", st);
     err = client_proc_stderr(&p);
-    ck_assert_msg(strstr(err, "stack overflow in plugin asyncplug (GET /deep)"), "stderr: %s",
-                  err);
+    ck_assert_msg(strstr(err, "stack overflow in plugin asyncplug (GET /deep)"), "stderr: %s", err);
     free(err);
     ck_assert(client_wait_close(c, CLOSE_MS));
     ck_assert_msg(client_unparsed(c) == 0, "a reply came for GET /deep: %.80s", c->buf + c->pos);
@@ -338,8 +368,7 @@ START_TEST(test_stop_with_requests_in_flight)
     int64_t t0 = client_now_ms();
     sq_test_stop(h);
     int64_t dt = client_now_ms() - t0;
-    ck_assert_msg(dt < 1000, "sq_test_stop took %lld ms with 10 requests sleeping",
-                  (long long)dt);
+    ck_assert_msg(dt < 1000, "sq_test_stop took %lld ms with 10 requests sleeping", (long long)dt);
     for (int i = 0; i < 10; i++) {
         expect_closed_silently(cs[i], CLOSE_MS);
         client_close(cs[i]);
@@ -372,6 +401,7 @@ static Suite *coro_suite(void)
     tcase_set_timeout(cancel, 10);
     tcase_add_test(cancel, test_disconnect_cancels_handler);
     tcase_add_test(cancel, test_half_close_cancels_handler);
+    tcase_add_test(cancel, test_disconnect_cancels_operations);
     tcase_add_test(cancel, test_deadline_gives_504);
     suite_add_tcase(s, cancel);
     tcase_add_checked_fixture(concurrency, setup, teardown);

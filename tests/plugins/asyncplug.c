@@ -3,8 +3,12 @@
  *
  *   GET /wait?ms=N                 sleeps N ms (0..60000), then {"slept":N}; a cancelled
  *                                  sleep (the client went away, the host stops) is counted
+ *   GET /fanout?ms=N               three operations that each sleep N ms and then write to
+ *                                  4 KiB of the request's memory; {"ops":3} once all ended.
+ *                                  Cancelled, it counts like /wait, and each op it started
+ *                                  counts in ops_cancelled
  *   GET /stats                     {"started":..,"waiting":..,"completed":..,"cancelled":..,
- *                                   "timedout":..} for /wait
+ *                                   "timedout":..,"ops_cancelled":..} for /wait and /fanout
  *   GET /deadline?ms=D&sleep=S     sets a deadline of D ms, sleeps S ms; when the sleep
  *                                  fails: 504 {"error":"deadline: <sq_errmsg()>"}
  *   GET /deep                      recurses without bound (4 KiB frames) until the
@@ -21,6 +25,7 @@
 /* What happened to the /wait requests of this instance. */
 struct stats {
     long started, completed, cancelled, timedout;
+    long ops_cancelled;
 };
 
 static struct stats *stats_of(sq_req *r)
@@ -30,10 +35,11 @@ static struct stats *stats_of(sq_req *r)
 
 static json_t *stats_json(const struct stats *s)
 {
-    return json_pack("{s:i,s:i,s:i,s:i,s:i}", "started", (json_int_t)s->started, "waiting",
+    return json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "started", (json_int_t)s->started, "waiting",
                      (json_int_t)(s->started - s->completed - s->cancelled - s->timedout),
-                     "completed", (json_int_t)s->completed, "cancelled",
-                     (json_int_t)s->cancelled, "timedout", (json_int_t)s->timedout);
+                     "completed", (json_int_t)s->completed, "cancelled", (json_int_t)s->cancelled,
+                     "timedout", (json_int_t)s->timedout, "ops_cancelled",
+                     (json_int_t)s->ops_cancelled);
 }
 
 /* The query argument name as an integer in [0, 60000]; -1 when absent or not one. */
@@ -62,11 +68,58 @@ static int wait_ms(sq_req *r)
     case SQ_ECANCELED:
         st->cancelled++;
         return SQ_ECANCELED; /* nobody to answer: the reply would be dropped */
-    default:
-        st->timedout++;
-        return sq_reply_error(r, 503, "%s", sq_errmsg());
+    default: st->timedout++; return sq_reply_error(r, 503, "%s", sq_errmsg());
     }
     return sq_reply_json(r, 200, json_pack("{s:i}", "slept", (json_int_t)ms));
+}
+
+#define FAN_OPS 3
+#define FAN_MEM 4096
+
+/* What the operations of one /fanout share: all in the request's memory. */
+struct fan {
+    struct stats *st;
+    char *mem;
+    long ms;
+};
+
+static int fan_op(void *arg, void **result)
+{
+    struct fan *f = arg;
+    int rc = sq_sleep((uint64_t)f->ms);
+
+    memset(f->mem, 'x', FAN_MEM); /* still the request's: its handler waits for its ops */
+    if (rc == SQ_ECANCELED)
+        f->st->ops_cancelled++;
+    return rc;
+}
+
+static int fanout(sq_req *r)
+{
+    struct fan *f = sq_alloc(r, sizeof(*f));
+    sq_op *ops[FAN_OPS];
+
+    if (!f || !(f->mem = sq_alloc(r, FAN_MEM)))
+        return 503;
+    f->st = stats_of(r);
+    f->ms = query_ms(r, "ms");
+    if (f->ms < 0)
+        return sq_reply_error(r, 400, "ms must be an integer from 0 to 60000");
+    f->st->started++;
+    for (int i = 0; i < FAN_OPS; i++)
+        if (!(ops[i] = sq_op_start(fan_op, f)))
+            return 503;
+    int rc = sq_await_all(ops, FAN_OPS);
+    if (rc == SQ_ECANCELED) {
+        f->st->cancelled++;
+        return rc; /* its ops are cancelled, and waited for before the request ends */
+    }
+    if (rc != 0) {
+        f->st->timedout++;
+        return sq_reply_error(r, 503, "%s", sq_errmsg());
+    }
+    f->st->completed++;
+    return sq_reply_json(r, 200, json_pack("{s:i}", "ops", FAN_OPS));
 }
 
 static int stats(sq_req *r)
@@ -141,11 +194,8 @@ static void asyncplug_fini(sq_plugin_ctx *ctx)
 }
 
 static const sq_route routes[] = {
-    {"GET", "/wait", wait_ms},
-    {"GET", "/stats", stats},
-    {"GET", "/deadline", deadline},
-    {"GET", "/deep", deep},
-    {0},
+    {"GET", "/wait", wait_ms},      {"GET", "/fanout", fanout}, {"GET", "/stats", stats},
+    {"GET", "/deadline", deadline}, {"GET", "/deep", deep},     {0},
 };
 
 SQ_PLUGIN(.name = "asyncplug", .version = "1.0.0", .routes = routes, .init = asyncplug_init,

@@ -9,9 +9,10 @@
  * valgrind); the test body then asserts that nothing failed. Callbacks (which cannot return
  * an error) only record what they saw; a coroutine checks it.
  *
- * Times are measured on CLOCK_MONOTONIC. Two tests pin down that timed waits never end
- * early (test_sleep_after_busy_turn, test_timed_waits_never_early); elsewhere lower bounds
- * allow a few ms (tol()), and upper bounds are loose, looser still under valgrind.
+ * Times are measured on CLOCK_MONOTONIC. Three tests pin down that timed things never end
+ * early (test_sleep_after_busy_turn, test_timers_after_busy_turn,
+ * test_timed_waits_never_early); elsewhere lower bounds allow a few ms (tol()), and upper
+ * bounds are loose, looser still under valgrind.
  */
 #include <check.h>
 #include <stdint.h>
@@ -63,7 +64,7 @@ static void note_failure(int line, const char *what, double a, double b)
         const char *s_ = (s);                                                                      \
         if (!s_ || !strstr(s_, sub)) {                                                             \
             if (!failure[0])                                                                       \
-                snprintf(failure, sizeof failure, "line %d: \"%s\" does not contain \"%s\"",      \
+                snprintf(failure, sizeof failure, "line %d: \"%s\" does not contain \"%s\"",       \
                          __LINE__, s_ ? s_ : "(null)", sub);                                       \
             return -1;                                                                             \
         }                                                                                          \
@@ -117,8 +118,9 @@ static double slack(void)
 
 /*
  * How early a timed wait may end in the tests that do not target that: the loop's clock
- * can lag by up to a tick of a coarse clock (test_timed_waits_never_early pins that down),
- * and under valgrind a coroutine resumes well after its loop turn began.
+ * counts whole ms and is read once per loop turn (test_timed_waits_never_early and the
+ * busy-turn tests pin down how early is too early), and under valgrind a coroutine resumes
+ * well after its loop turn began.
  */
 static double tol(void)
 {
@@ -138,12 +140,12 @@ static void busy_ms(double ms)
 struct actor {
     int id;
     int sleep_ms;
-    int fail_code;       /* returned after the sleep when non-zero */
-    int rc;              /* its sleep's result */
-    int rc2;             /* a second await's result (cleanup) */
-    int ran, cleaned;    /* it started; its code after the await ran */
+    int fail_code;    /* returned after the sleep when non-zero */
+    int rc;           /* its sleep's result */
+    int rc2;          /* a second await's result (cleanup) */
+    int ran, cleaned; /* it started; its code after the await ran */
     double started, ended, elapsed;
-    char *shared;        /* memory of its parent it writes to after awaiting */
+    char *shared; /* memory of its parent it writes to after awaiting */
 };
 
 /* Sleeps a->sleep_ms; its result is a; fails with a->fail_code when set. */
@@ -158,7 +160,7 @@ static int sleeper(void *arg, void **result)
     a->elapsed = a->ended - a->started;
     *result = a;
     if (a->fail_code) {
-        sq_call_later(1, NULL, NULL); /* fails, setting sq_errmsg() */
+        sq_errmsg_set("actor %d failed", a->id);
         return a->fail_code;
     }
     return a->rc;
@@ -223,7 +225,7 @@ static void *blocker(void *arg)
 }
 
 struct earliness {
-    int sleeps, deadlines;            /* how many ended early */
+    int sleeps, deadlines;              /* how many ended early */
     double worst_sleep, worst_deadline; /* the shortest of each, in ms */
 };
 
@@ -264,6 +266,94 @@ START_TEST(test_timed_waits_never_early)
                   "ended 1 ms early or more: %d/30 sleeps of 20 ms (shortest %.3f ms), %d/30 "
                   "deadlines of 30 ms (shortest %.3f ms)",
                   e.sleeps, e.worst_sleep, e.deadlines, e.worst_deadline);
+}
+END_TEST
+
+/* The other timed things started late in a busy loop turn: each lasts its 50 ms from the
+   call too (elapsed[] gets what each took, in the order of enum probe_kind). */
+enum probe_kind { PROBE_DEADLINE, PROBE_WITH_TIMEOUT, PROBE_CALL_LATER, PROBE_EVERY, NPROBES };
+static const char *const probe_names[NPROBES] = {"sq_set_deadline", "sq_with_timeout",
+                                                 "sq_call_later", "sq_every"};
+
+struct probe {
+    enum probe_kind kind;
+    double t0, fired;
+};
+
+static void probe_fire(void *arg)
+{
+    struct probe *p = arg;
+
+    if (!p->fired)
+        p->fired = now_ms();
+}
+
+static int probe_tick(void *arg)
+{
+    probe_fire(arg);
+    return 0;
+}
+
+static int probe_sleep_1000(void *arg)
+{
+    int rc = sq_sleep(1000);
+
+    probe_fire(arg);
+    return rc;
+}
+
+/* Starts one timed thing 50 ms from now and waits until it has fired. */
+static int probe_fn(void *arg, void **result)
+{
+    struct probe *p = arg;
+    sq_periodic *every = NULL;
+
+    p->t0 = now_ms();
+    switch (p->kind) {
+    case PROBE_DEADLINE:
+        sq_set_deadline(50);
+        probe_sleep_1000(p);
+        sq_set_deadline(0);
+        break;
+    case PROBE_WITH_TIMEOUT: sq_with_timeout(50, probe_sleep_1000, p); break;
+    case PROBE_CALL_LATER: sq_call_later(50, probe_fire, p); break;
+    case PROBE_EVERY: every = sq_every(50, 0, probe_tick, p); break;
+    default: break;
+    }
+    for (int i = 0; i < 50 && !p->fired; i++)
+        sq_sleep(10);
+    sq_periodic_stop(every);
+    return 0;
+}
+
+static int timers_after_busy_main(void *arg)
+{
+    double *elapsed = arg;
+    double burn = 80;
+
+    for (int k = 0; k < NPROBES; k++) {
+        struct probe p = {.kind = (enum probe_kind)k};
+        sq_op *ops[2] = {sq_op_start(burner, &burn), sq_op_start(probe_fn, &p)};
+        EXPECT(ops[0] && ops[1]);
+        EXPECT_EQ(sq_await_all(ops, 2), 0);
+        EXPECT(p.fired > 0);
+        elapsed[k] = p.fired - p.t0;
+    }
+    return 0;
+}
+
+START_TEST(test_timers_after_busy_turn)
+{
+    double elapsed[NPROBES];
+    char msg[512] = "";
+    size_t n = 0;
+
+    run(timers_after_busy_main, elapsed);
+    for (int k = 0; k < NPROBES; k++)
+        if (elapsed[k] <= 50 - 1)
+            n += (size_t)snprintf(msg + n, sizeof(msg) - n, " %s(50) fired after %.3f ms;",
+                                  probe_names[k], elapsed[k]);
+    ck_assert_msg(n == 0, "after a busy turn:%s", msg);
 }
 END_TEST
 
@@ -339,15 +429,14 @@ END_TEST
 struct cb_log {
     int runs;
     double at[8];
-    int order[8];
-    int sleep_rc;        /* sq_sleep from the callback: it is no coroutine */
+    int sleep_rc; /* sq_sleep from the callback: it is no coroutine */
     int deadline_rc;
-    void *alloc;         /* sq_coro_alloc from the callback */
-    sq_op *op;           /* sq_op_start from the callback */
-    int spawn_rc;        /* sq_spawn from the callback (allowed) */
+    void *alloc;  /* sq_coro_alloc from the callback */
+    sq_op *op;    /* sq_op_start from the callback */
+    int spawn_rc; /* sq_spawn from the callback (allowed) */
     int spawned_ran;
-    int again;           /* schedule one more callback from the callback */
-    sq_timer *cancel;    /* a timer to cancel from the callback */
+    int again;        /* schedule one more callback from the callback */
+    sq_timer *cancel; /* a timer to cancel from the callback */
     int run_sync_rc;
 };
 
@@ -360,7 +449,6 @@ static void cb_record(void *arg)
     l->runs++;
 }
 
-/* A callback that checks what may and may not be called from the loop's own context. */
 static int spawned_task(void *arg)
 {
     (*(int *)arg)++;
@@ -379,6 +467,7 @@ static int never_runs_op(void *arg, void **result)
     return 0;
 }
 
+/* A callback that checks what may and may not be called from the loop's own context. */
 static void cb_probe(void *arg)
 {
     struct cb_log *l = arg;
@@ -535,7 +624,7 @@ static int tick(void *arg)
     t->inside--;
     t->finished++;
     if (t->fail) {
-        sq_every(0, 0, tick, t); /* fails, setting sq_errmsg() */
+        sq_errmsg_set("run %d failed", i + 1);
         return t->fail;
     }
     return 0;
@@ -707,8 +796,9 @@ START_TEST(test_every_failure_logged)
     char err[4096];
 
     run_capture(every_fail_main, NULL, err, sizeof(err));
-    ck_assert_msg(strstr(err, "[error] squall: periodic callback failed (3): sq_every: bad "
-                              "arguments\n"),
+    ck_assert_msg(strstr(err, " [error] squall: periodic callback failed (3): run 1 failed\n"),
+                  "stderr: %s", err);
+    ck_assert_msg(strstr(err, " [error] squall: periodic callback failed (3): run 2 failed\n"),
                   "stderr: %s", err);
 }
 END_TEST
@@ -717,7 +807,6 @@ END_TEST
 
 struct tasks {
     struct actor a[3];
-    int n;
 };
 
 static int task_sleeper(void *arg)
@@ -762,7 +851,7 @@ END_TEST
 
 static int failing_task(void *arg)
 {
-    sq_call_later(1, NULL, NULL); /* sets sq_errmsg() */
+    sq_errmsg_set("task %d failed", *(int *)arg);
     return *(int *)arg;
 }
 
@@ -780,9 +869,9 @@ START_TEST(test_spawn_failure_logged)
     char err[4096];
 
     run_capture(spawn_fail_main, NULL, err, sizeof(err));
-    ck_assert_msg(strstr(err, " [error] squall: task failed (7): sq_call_later: no callback\n"),
-                  "stderr: %s", err);
-    ck_assert_msg(strstr(err, " [error] squall: task failed (-125): sq_call_later: no callback\n"),
+    ck_assert_msg(strstr(err, " [error] squall: task failed (7): task 7 failed\n"), "stderr: %s",
+                  err);
+    ck_assert_msg(strstr(err, " [error] squall: task failed (-125): task -125 failed\n"),
                   "stderr: %s", err);
     /* Each line starts with a time stamp, e.g. 2024-01-01T00:00:00Z. */
     ck_assert_msg(err[4] == '-' && err[10] == 'T' && err[19] == 'Z', "stderr: %s", err);
@@ -811,7 +900,8 @@ START_TEST(test_spawn_many)
     run(spawn_many_main, &done);
     double dt = now_ms() - t0;
     ck_assert_int_eq(done, 10000);
-    ck_assert_msg(dt >= 100 - tol() && dt < 1000 * slack(), "10000 tasks of 100 ms took %.1f ms", dt);
+    ck_assert_msg(dt >= 100 - tol() && dt < 1000 * slack(), "10000 tasks of 100 ms took %.1f ms",
+                  dt);
 }
 END_TEST
 
@@ -819,8 +909,8 @@ END_TEST
 
 static int ops_concurrent_main(void *arg)
 {
-    struct actor a[3] = {{.id = 0, .sleep_ms = 200}, {.id = 1, .sleep_ms = 50},
-                         {.id = 2, .sleep_ms = 100}};
+    struct actor a[3] = {
+        {.id = 0, .sleep_ms = 200}, {.id = 1, .sleep_ms = 50}, {.id = 2, .sleep_ms = 100}};
     sq_op *ops[3];
 
     double t0 = now_ms();
@@ -854,14 +944,14 @@ END_TEST
 /* Fails at once with its own code and message. */
 static int op_fail_now(void *arg, void **result)
 {
-    sq_every(0, 0, NULL, NULL); /* sq_errmsg: "sq_every: ..." */
+    sq_errmsg_set("failed at once");
     *result = arg;
     return 42;
 }
 
 static int ops_status_main(void *arg)
 {
-    struct actor slow_fail = {.sleep_ms = 30, .fail_code = SQ_EINVAL};
+    struct actor slow_fail = {.id = 2, .sleep_ms = 30, .fail_code = SQ_EINVAL};
     struct actor ok = {.sleep_ms = 10};
     int x = 0;
     sq_op *ops[3] = {sq_op_start(sleeper, &ok), sq_op_start(op_fail_now, &x),
@@ -873,14 +963,15 @@ static int ops_status_main(void *arg)
     EXPECT(sq_op_error(ops[0]) == NULL);
     EXPECT(sq_op_result(ops[0]) == &ok);
     EXPECT_EQ(sq_op_status(ops[1]), 42);
-    EXPECT_STR_HAS(sq_op_error(ops[1]), "sq_every: bad arguments");
+    EXPECT_STR_HAS(sq_op_error(ops[1]), "failed at once");
     EXPECT(sq_op_result(ops[1]) == &x);
     EXPECT_EQ(sq_op_status(ops[2]), SQ_EINVAL);
-    EXPECT_STR_HAS(sq_op_error(ops[2]), "sq_call_later: no callback");
+    EXPECT_STR_HAS(sq_op_error(ops[2]), "actor 2 failed");
     EXPECT(sq_op_result(ops[2]) == &slow_fail);
     /* The errors live with the ops: later failures do not change them. */
-    sq_call_later(1, NULL, NULL);
-    EXPECT_STR_HAS(sq_op_error(ops[1]), "sq_every: bad arguments");
+    sq_errmsg_set("a later failure");
+    EXPECT_STR_HAS(sq_op_error(ops[1]), "failed at once");
+    EXPECT_STR_HAS(sq_op_error(ops[2]), "actor 2 failed");
     return 0;
 }
 
@@ -892,8 +983,8 @@ END_TEST
 
 static int await_any_main(void *arg)
 {
-    struct actor a[3] = {{.id = 0, .sleep_ms = 200}, {.id = 1, .sleep_ms = 50},
-                         {.id = 2, .sleep_ms = 100}};
+    struct actor a[3] = {
+        {.id = 0, .sleep_ms = 200}, {.id = 1, .sleep_ms = 50}, {.id = 2, .sleep_ms = 100}};
     sq_op *ops[3];
 
     double t0 = now_ms();
@@ -934,7 +1025,7 @@ static int op_cancel_main(void *arg)
     EXPECT_CMP(now_ms() - t0, <, 30 * slack());
     EXPECT_EQ(a.rc, SQ_ECANCELED);
     EXPECT_EQ(sq_op_status(op), SQ_ECANCELED);
-    sq_op_cancel(op); /* finished: nothing happens */
+    sq_op_cancel(op);          /* finished: nothing happens */
     EXPECT_EQ(sq_sleep(1), 0); /* the parent is not cancelled */
     return 0;
 }
@@ -1073,7 +1164,7 @@ static int op_inherit_main(void *arg)
     EXPECT_EQ(sq_set_deadline(60), 0);
     sq_op *ops[2] = {sq_op_start(sleeper, &a), NULL};
     EXPECT(ops[0] != NULL);
-    EXPECT_EQ(sq_set_deadline(0), 0); /* the op keeps the deadline it started with */
+    EXPECT_EQ(sq_set_deadline(0), 0);  /* the op keeps the deadline it started with */
     ops[1] = sq_op_start(sleeper, &b); /* started without one */
     EXPECT(ops[1] != NULL);
     EXPECT_EQ(sq_await_all(ops, 2), 0);
@@ -1139,7 +1230,7 @@ END_TEST
 static int errmsg_spoiler(void *arg, void **result)
 {
     sq_sleep(10);
-    sq_every(0, 0, NULL, NULL); /* fails: "sq_every: bad arguments" */
+    sq_errmsg_set("spoiled by another coroutine");
     return 0;
 }
 
@@ -1150,7 +1241,7 @@ static int errmsg_main(void *arg)
     EXPECT(op != NULL);
     EXPECT_EQ(sq_set_deadline(50), 0);
     EXPECT_EQ(sq_sleep(1000), SQ_ETIMEDOUT);
-    EXPECT_STR_HAS(sq_errmsg(), "timed out"); /* not the op's "sq_every: bad arguments" */
+    EXPECT_STR_HAS(sq_errmsg(), "timed out"); /* not the op's message */
     EXPECT_EQ(sq_set_deadline(0), 0);
     EXPECT_EQ(sq_await_all(&op, 1), 0);
     return 0;
@@ -1294,8 +1385,7 @@ START_TEST(test_parent_waits_for_its_ops)
 
     run(parent_returns_main, a);
     double dt = now_ms() - t0;
-    ck_assert_msg(dt < 500 * slack(), "sq_run_sync took %.1f ms: the ops were not cancelled",
-                  dt);
+    ck_assert_msg(dt < 500 * slack(), "sq_run_sync took %.1f ms: the ops were not cancelled", dt);
     for (int i = 0; i < 2; i++) {
         ck_assert_msg(a[i].cleaned, "op %d: its cleanup did not run before sq_run_sync returned",
                       i);
@@ -1477,6 +1567,7 @@ static Suite *async_suite(void)
     tcase_set_timeout(timers, 10);
     tcase_add_test(timers, test_add_callback);
     tcase_add_test(timers, test_call_later);
+    tcase_add_test(timers, test_timers_after_busy_turn);
     suite_add_tcase(s, timers);
     tcase_set_timeout(periodic, 20);
     tcase_add_test(periodic, test_every_runs_repeatedly);
