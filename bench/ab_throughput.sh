@@ -10,7 +10,10 @@
 # nothing), each on its own port; wrk runs pinned to the last CPU. For each case, ROUNDS
 # rounds each run old and new once, the order swapped every round (old new, new old, ...),
 # so drift in machine speed hits both alike, after a 1 s warm-up run of each. Prints every
-# run, the medians and new/old.
+# run, the medians and their new/old, and the median of the rounds' own new/old ratios;
+# also the server's CPU time per request (utime + stime from /proc/PID/stat over the run,
+# divided by wrk's request count), which wrk's own speed and the run-to-run drift of
+# this VM disturb less than req/s.
 #
 # Cases: plaintext (GET /plaintext, -t1 -c64), json (GET /json, -t1 -c64), pipelined
 # (GET /plaintext, -t1 -c256, pipeline.lua depth 16).
@@ -80,13 +83,14 @@ start new "$NEW" "$p2"
 echo "A/B: old = $OLD (pid ${PIDS[0]}), new = $NEW (pid ${PIDS[1]}); both on CPU 0, wrk on CPU $LAST_CPU;" \
      "$ROUNDS rounds x ${DURATION}s; $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-busy_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $9}' /proc/stat; }
+busy_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 pid_jiffies() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# run_wrk URL CONNS DEPTH SERVER_PID -> "req/s other%": other% is the CPU time (% of one
-# CPU over the run, from /proc/stat: user nice system steal; not irq/softirq, which the
-# kernel does not charge to any process when it accounts irq time) that neither the
-# server nor wrk used, i.e. what other processes (or the hypervisor) took meanwhile.
+# run_wrk URL CONNS DEPTH SERVER_PID -> "req/s other% cpu_us": cpu_us is the server's CPU
+# time (utime + stime, /proc/PID/stat) per request in microseconds; other% the CPU time (% of one
+# CPU over the run, from /proc/stat: user nice system irq softirq steal; loopback softirq
+# work is charged to the process it interrupted) that neither the server nor wrk used,
+# i.e. what other processes (or the hypervisor) took meanwhile.
 run_wrk() {
     local out b0 b1 s0 s1 w
     b0=$(busy_jiffies); s0=$(pid_jiffies "$4")
@@ -95,15 +99,20 @@ run_wrk() {
     else
         out=$(taskset -c "$LAST_CPU" wrk -t1 -c"$2" -d"${DURATION}s" "$1")
     fi
-    # wrk's user and system time: this subshell's children's (bash's times, 2nd line)
-    w=$(times | sed -n 2p | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t }')
+    # wrk's user and system time: this subshell's children's (bash's times, 2nd line; run
+    # in this shell, not in a pipe, whose subshell would have no children)
+    local tf=$WORK/times.$BASHPID
+    times >"$tf"
+    w=$(sed -n 2p "$tf" | awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t }')
     b1=$(busy_jiffies); s1=$(pid_jiffies "$4")
     if echo "$out" | grep -qE 'Non-2xx|Socket errors'; then
         echo "$out" | grep -E 'Non-2xx|Socket errors' >&2
     fi
     echo "$out" | awk -v b="$((b1 - b0))" -v s="$((s1 - s0))" -v w="$w" -v d="$DURATION" '
         /Requests\/sec/ { r = $2 }
-        END { o = ((b - s) / 100 - w) / d * 100; if (o < 0) o = 0; printf "%s %.0f\n", r, o }'
+        / requests in / { n = $1 }
+        END { o = ((b - s) / 100 - w) / d * 100; if (o < 0) o = 0
+              printf "%s %.0f %.3f\n", r, o, (n > 0) ? s * 10000 / n : 0 }'
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -116,7 +125,7 @@ for c in $CASES; do
         pipelined) path=/plaintext conns=256 depth=16 ;;
         *) die "unknown case $c" ;;
     esac
-    declare -A R=([old]="" [new]="") NZ=([old]="" [new]="")
+    declare -A R=([old]="" [new]="") NZ=([old]="" [new]="") U=([old]="" [new]="")
     for b in old new; do # warm-up, not counted: connections, caches, the CPU's clock
         DURATION=1 run_wrk "${BASE[$b]}$path" "$conns" "$depth" "${PID[$b]}" >/dev/null
     done
@@ -124,11 +133,11 @@ for c in $CASES; do
     for r in $(seq "$ROUNDS"); do
         if [ $((r % 2)) = 1 ]; then order="old new"; else order="new old"; fi
         for try in $(seq 0 "$RETRIES"); do
-            declare -A V=() O=()
+            declare -A V=() O=() C=()
             noisy=
             for b in $order; do
                 set -- $(run_wrk "${BASE[$b]}$path" "$conns" "$depth" "${PID[$b]}")
-                V[$b]=$1 O[$b]=$2
+                V[$b]=$1 O[$b]=$2 C[$b]=$3
                 [ "$2" -gt "$NOISE" ] && noisy="$noisy $b:$2%"
             done
             if [ -n "$noisy" ] && [ "$try" -lt "$RETRIES" ]; then
@@ -136,7 +145,7 @@ for c in $CASES; do
                 echo "  ($c round $r discarded, other processes used$noisy of a CPU: old ${V[old]}, new ${V[new]})" >&2
                 continue
             fi
-            for b in old new; do R[$b]+="${V[$b]} "; NZ[$b]+="${O[$b]} "; done
+            for b in old new; do R[$b]+="${V[$b]} "; NZ[$b]+="${O[$b]} "; U[$b]+="${C[$b]} "; done
             break
         done
     done
@@ -144,9 +153,18 @@ for c in $CASES; do
     mn=$(tr ' ' '\n' <<<"${R[new]}" | grep . | median)
     printf "%-10s %-6s %s  (other CPU %%: %s)\n" "$c" old "${R[old]}" "${NZ[old]}"
     printf "%-10s %-6s %s  (other CPU %%: %s)\n" "$c" new "${R[new]}" "${NZ[new]}"
+    printf "%-10s %-6s server CPU us/req: %s\n" "$c" old "${U[old]}"
+    printf "%-10s %-6s server CPU us/req: %s\n" "$c" new "${U[new]}"
+    uo=$(tr ' ' '\n' <<<"${U[old]}" | grep . | median)
+    un=$(tr ' ' '\n' <<<"${U[new]}" | grep . | median)
     printf "%-10s median old %.0f  new %.0f  new/old %.3f  (-c%s depth %s; %s rounds discarded as noisy)\n" \
         "$c" "$mo" "$mn" "$(awk -v a="$mn" -v b="$mo" 'BEGIN {print (b > 0) ? a / b : 0}')" \
         "$conns" "$depth" "$discarded"
-    echo "RATIO $c $(awk -v a="$mn" -v b="$mo" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}')"
+    # the median of the rounds' own new/old (each round's pair ran back to back)
+    pr=$(paste -d' ' <(tr ' ' '\n' <<<"${R[new]}" | grep .) <(tr ' ' '\n' <<<"${R[old]}" | grep .) |
+         awk '{ printf "%.3f\n", $1 / $2 }' | median)
+    echo "RATIO $c $(awk -v a="$mn" -v b="$mo" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}') (median of per-round ratios $pr)"
+    printf "%-10s server CPU per request: median old %.3f us  new %.3f us  new/old %.3f\n" "$c" "$uo" "$un" \
+        "$(awk -v a="$un" -v b="$uo" 'BEGIN {print (b > 0) ? a / b : 0}')"
 done
 for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null || die "a server died during the runs"; done
