@@ -302,7 +302,6 @@ static struct sq_req *conn_request(struct conn *c)
     r->status = 0;
     r->reply_len = 0;
     r->head = r->close = r->keep_alive = false;
-    response_date_update(&c->srv->date, (time_t)(server_now_ms(c->srv) / 1000));
     return r;
 }
 

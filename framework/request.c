@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -257,6 +258,7 @@ int sq_reply(sq_req *r, int status, const char *content_type, const void *body, 
         errmsg_set("bad reply: status %d", status);
         return SQ_EINVAL;
     }
+    response_date_update(r->date, time(NULL)); /* a handler may have awaited for seconds */
     struct response resp = {
         .status = status,
         .content_type = content_type,

@@ -21,7 +21,7 @@ struct sq_req {
     struct route_params params;
     struct arena *arena;
     struct buf *out;                  /* the connection's output: the reply goes here */
-    const struct response_date *date;
+    struct response_date *date;       /* the host's, brought up to date by each reply */
     const struct sockaddr_storage *peer;
     const char *body;                 /* NULL when there is none */
     size_t body_len;
