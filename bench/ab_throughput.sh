@@ -23,7 +23,10 @@
 # again, at most RETRIES times (then kept as it is). Discarded rounds are printed.
 #
 # Environment: ROUNDS=5, DURATION=4 (s per wrk run), CASES="plaintext json pipelined",
-# NOISE=10 (%), RETRIES=4, PORT=18080 (first port tried), PEERS_DIR (for pipeline.lua).
+# NOISE=10 (%), RETRIES=4, PORT=18080 (first port tried), PEERS_DIR (for pipeline.lua),
+# RESTART=1 (restart both servers, and warm them up again, before every round: a process's
+# memory layout moves its speed by several % from one start to the next, so one pair of
+# processes is one sample of that, not ROUNDS samples).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +35,7 @@ DURATION=${DURATION:-4}
 CASES=${CASES:-plaintext json pipelined}
 NOISE=${NOISE:-10}
 RETRIES=${RETRIES:-4}
+RESTART=${RESTART:-0}
 PORT=${PORT:-18080}
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/bench/peers}
 PIPELINE_LUA=$PEERS_DIR/pipeline.lua
@@ -39,7 +43,7 @@ LAST_CPU=$(( $(nproc) - 1 ))
 
 . "$ROOT/bench/lib.sh"
 
-[ $# = 2 ] || { sed -n '2,25p' "$0"; exit 2; }
+[ $# = 2 ] || { sed -n '2,28p' "$0"; exit 2; }
 OLD=$(cd "$1" && pwd)
 NEW=$(cd "$2" && pwd)
 command -v wrk >/dev/null || die "wrk is missing"
@@ -79,6 +83,16 @@ p1=$(free_port "$PORT")
 start old "$OLD" "$p1"
 p2=$(free_port $((p1 + 1)))
 start new "$NEW" "$p2"
+
+# restart_all: both servers stopped and started afresh (RESTART=1, before every round)
+restart_all() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
+    start old "$OLD" "$p1"
+    start new "$NEW" "$p2"
+}
 
 echo "A/B: old = $OLD (pid ${PIDS[0]}), new = $NEW (pid ${PIDS[1]}); both on CPU 0, wrk on CPU $LAST_CPU;" \
      "$ROUNDS rounds x ${DURATION}s; $(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -132,10 +146,17 @@ for c in $CASES; do
     discarded=0
     for r in $(seq "$ROUNDS"); do
         if [ $((r % 2)) = 1 ]; then order="old new"; else order="new old"; fi
+        if [ "$RESTART" = 1 ]; then
+            restart_all
+            for b in old new; do
+                DURATION=1 run_wrk "${BASE[$b]}$path" "$conns" "$depth" "${PID[$b]}" >/dev/null
+            done
+        fi
         for try in $(seq 0 "$RETRIES"); do
             declare -A V=() O=() C=()
             noisy=
             for b in $order; do
+                # shellcheck disable=SC2046 # three words: req/s other% cpu_us
                 set -- $(run_wrk "${BASE[$b]}$path" "$conns" "$depth" "${PID[$b]}")
                 V[$b]=$1 O[$b]=$2 C[$b]=$3
                 [ "$2" -gt "$NOISE" ] && noisy="$noisy $b:$2%"

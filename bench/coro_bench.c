@@ -26,7 +26,10 @@
  *                 libevent dispatch (epoll_wait with a zero timeout) per task
  *   park/wake     two coroutines waking each other (coro_wake, then coro_park): one
  *                 round = a wake, a park, a switch out and a switch in through the run
- *                 queue and libevent's event_active; per park/wake
+ *                 queue; per park/wake. A coroutine woken while the run queue runs waits
+ *                 for the next loop turn (since commit c4ad347/d0fc29d: no starvation of
+ *                 I/O and timers), so each round here includes one event_base_loop turn
+ *                 with an epoll_wait(0) system call, and each park a clock read
  *   op+await      inside a coroutine: sq_op_start of a function that returns at once,
  *                 then sq_await_all on it (one child coroutine per operation)
  *   run_sync      sq_run_sync of a function that returns at once: a new event_base,

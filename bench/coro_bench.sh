@@ -29,7 +29,8 @@ fi
 
 PKG_CFLAGS=$(pkg-config --cflags libevent jansson)
 PKG_LIBS=$(pkg-config --libs libevent jansson)
-FW_SRC=$(ls framework/*.c | grep -v '^framework/main\.c$')
+FW_SRC=
+for f in framework/*.c; do [ "$f" = framework/main.c ] || FW_SRC+=" $f"; done
 
 # shellcheck disable=SC2086
 $CC -std=gnu11 -O2 -g -D_GNU_SOURCE $PKG_CFLAGS -Iframework -Isdk \

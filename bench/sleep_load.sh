@@ -12,6 +12,7 @@
 #   CONNS=10000  connections       MS=1000    sleep per request
 #   WAVE=1000    connects per wave (see sleep_load.c)   GAP=0  ms between waves
 #   RUNS=2       runs per server   PEERS="tornado" (empty: squall only)
+#   SERVERS="squall $PEERS"  what each run starts, in this order (e.g. SERVERS=tornado)
 #   PORT=18080   first port tried for squall (Tornado gets the next free one from +30)
 #   PERF=1       also perf record -e cpu-clock -g the first squall run; the report goes to
 #                $PERF_OUT (default /tmp/sleep_load.perf.txt)
@@ -55,7 +56,7 @@ client() { # client PORT PATH PID
     taskset -c "$LAST_CPU" "$WORK/sleep_load" -n "$CONNS" -w "$WAVE" -g "$GAP" -p "$1" -u "$2" -P "$3"
 }
 
-echo "sleep_load: $CONNS connections x GET ${MS} ms sleep; servers on CPU 0, client on CPU $LAST_CPU;" \
+echo "sleep_load: $CONNS connections x GET ${MS} ms sleep, waves of $WAVE (gap $GAP ms); servers on CPU 0, client on CPU $LAST_CPU;" \
      "$(date -u '+%Y-%m-%d %H:%M UTC'); load average $(cut -d' ' -f1-3 /proc/loadavg);" \
      "ulimit -Hn $(ulimit -Hn)"
 
@@ -103,12 +104,13 @@ run_tornado() {
     peer_stop
 }
 
+SERVERS=${SERVERS:-squall $PEERS}
 for r in $(seq "$RUNS"); do
-    run_squall "$r"
-    for p in $PEERS; do
-        case $p in
+    for s in $SERVERS; do
+        case $s in
+            squall) run_squall "$r" ;;
             tornado) run_tornado "$r" ;;
-            *) die "unknown peer $p" ;;
+            *) die "unknown server $s" ;;
         esac
     done
 done
