@@ -22,6 +22,7 @@
 #include "timer.h"
 
 #define LOOP_SPARE_CORO 256 /* finished coroutines (with their stacks) kept for reuse */
+#define LOOP_RUN_BUDGET 256 /* resumptions per loop turn before I/O gets a look in */
 
 __thread struct loop *loop_current;
 
@@ -84,22 +85,27 @@ struct timeval us_tv(uint64_t us)
     return (struct timeval){(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
 }
 
-/* Runs the coroutines queued before this call. Ones queued meanwhile wait for the next
-   turn of the loop (a zero timeout runs after the sockets and timers have been looked at),
-   so coroutines that keep waking each other cannot starve I/O or timers. */
+/* Runs the queued coroutines, and those they wake, in rounds. After LOOP_RUN_BUDGET
+   resumptions the rest wait for the next turn of the loop (a zero timeout runs after the
+   sockets and timers have been looked at), so coroutines that keep waking each other
+   cannot starve I/O or timers, yet a wake-up chain does not cost a turn per hop. */
 static void on_run(evutil_socket_t fd, short what, void *arg)
 {
     static const struct timeval next_turn = {0, 0};
     struct loop *l = arg;
-    struct coro *batch = l->ready;
+    unsigned budget = LOOP_RUN_BUDGET;
 
-    l->ready = l->ready_tail = NULL;
     l->running = true;
-    while (batch) {
-        struct coro *co = batch;
-        batch = co->next;
-        co->queued = false;
-        coro_resume(co);
+    while (l->ready && budget > 0) {
+        struct coro *batch = l->ready;
+        l->ready = l->ready_tail = NULL;
+        while (batch) {
+            struct coro *co = batch;
+            batch = co->next;
+            co->queued = false;
+            coro_resume(co);
+            budget -= budget > 0;
+        }
     }
     l->running = false;
     if (l->ready)
@@ -167,35 +173,38 @@ struct arena *coro_arena(void)
 
 static void on_coro_timer(evutil_socket_t fd, short what, void *arg);
 
-/* Its children are waited for when fn returns; then it leaves for good. */
+/* Runs one fn after another: a finished coroutine parks here, at the end of its loop, and
+   a reused one goes on from there with its next fn, so reuse costs no new context. After
+   each fn, its unfinished operations are cancelled and waited for (they use its arena). */
 static void coro_main(void *arg)
 {
     struct coro *co = arg;
     struct loop *l = co->loop;
 
-    co->result = co->fn(co->arg);
-    if (co->result != 0)
-        snprintf(co->error, sizeof(co->error), "%s", sq_errmsg());
-    /* Operations it left running are cancelled and waited for: they use its arena. */
-    co->nocancel = true;
-    co->deadline = 0;
-    for (struct coro *c = co->children; c; c = c->sibling_next)
-        coro_cancel(c);
-    while (co->nchildren > 0) {
-        struct coro_wait w = {0};
-        co->waits_children = true;
-        coro_park(&w, -1, 0);
-        co->waits_children = false;
+    for (;;) {
+        co->result = co->fn(co->arg);
+        if (co->result != 0)
+            snprintf(co->error, sizeof(co->error), "%s", sq_errmsg());
+        co->nocancel = true;
+        co->deadline = 0;
+        for (struct coro *c = co->children; c; c = c->sibling_next)
+            coro_cancel(c);
+        while (co->nchildren > 0) {
+            struct coro_wait w = {0};
+            co->waits_children = true;
+            coro_park(&w, -1, 0);
+            co->waits_children = false;
+        }
+        co->done = true;
+        coro_switch(&co->ctx, &l->main_ctx, NULL);
     }
-    co->done = true;
-    coro_switch_exit(&co->ctx, &l->main_ctx);
 }
 
 struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *arena)
 {
     struct coro *co = l->spare;
 
-    if (co) {
+    if (co) { /* parked in coro_main: resuming it runs the new fn */
         l->spare = co->next;
         l->nspare--;
     } else {
@@ -205,9 +214,10 @@ struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *ar
             free(co);
             return NULL;
         }
+        co->loop = l;
         evtimer_assign(&co->timer, l->base, on_coro_timer, co);
+        coro_ctx_make(&co->ctx, co->stack, coro_main, co);
     }
-    co->loop = l;
     co->fn = fn;
     co->arg = arg;
     co->result = 0;
@@ -220,9 +230,11 @@ struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *ar
     co->deadline = 0;
     co->queued = co->done = co->cancelled = co->nocancel = co->waits_children = false;
     co->error[0] = '\0';
-    arena_init(&co->own_arena, co->arena_buf, sizeof(co->arena_buf));
-    co->arena = arena ? arena : &co->own_arena;
-    coro_ctx_make(&co->ctx, co->stack, coro_main, co);
+    co->arena = arena;
+    if (!arena) {
+        arena_init(&co->own_arena, co->arena_buf, sizeof(co->arena_buf));
+        co->arena = &co->own_arena;
+    }
     co->all_prev = NULL;
     co->all_next = l->all;
     if (l->all)
@@ -244,7 +256,8 @@ static void coro_finish(struct coro *co)
     if (co->all_next)
         co->all_next->all_prev = co->all_prev;
     l->live--;
-    arena_deinit(&co->own_arena);
+    if (co->arena == &co->own_arena)
+        arena_deinit(&co->own_arena);
     if (co->parent) {
         struct coro *p = co->parent;
         if (co->sibling_prev)

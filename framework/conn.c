@@ -29,8 +29,8 @@
 #include "request.h"
 #include "server.h"
 
-#define CONN_RBUF 16384      /* read buffer a connection starts with */
-#define CONN_ARENA 4096      /* arena block embedded in the connection */
+#define CONN_RBUF 4096       /* read buffer a connection starts with (grows for big heads) */
+#define CONN_ARENA 1024      /* arena block embedded in the connection */
 #define CONN_OUT_HIGH 65536  /* replies pending past this are sent before parsing more */
 #define CONN_OUT_KEEP 262144 /* output buffers bigger than this are freed once sent */
 #define CONN_SPARE_MAX 1024  /* closed connections kept for reuse */

@@ -224,20 +224,6 @@ void coro_switch(struct coro_ctx *from, struct coro_ctx *to, const struct coro_s
 #endif
 }
 
-void coro_switch_exit(struct coro_ctx *from, struct coro_ctx *to)
-{
-#ifdef CORO_ASAN
-    /* NULL: this context never runs again, so ASan may drop its fake stack. */
-    __sanitizer_start_switch_fiber(NULL, thread_stack_bottom, thread_stack_size);
-#endif
-#ifdef CORO_UCONTEXT
-    swapcontext(&from->uc, &to->uc);
-#else
-    coro_switch_asm(from, to);
-#endif
-    abort(); /* an exited context is never switched back into */
-}
-
 /* ---- Stack overflow ---- */
 
 static bool (*guard_is_overflow)(const void *addr);

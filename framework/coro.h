@@ -60,16 +60,12 @@ void coro_stack_put(struct coro_stack_pool *p, struct coro_stack *s);
 bool coro_stack_is_guard(const struct coro_stack *s, const void *addr);
 
 /* Prepares ctx to run entry(arg) on stack s at the first coro_switch into it. entry must
-   never return: it ends by switching away for good. */
+   never return: it switches away for good (or loops, as async.c's does). */
 void coro_ctx_make(struct coro_ctx *ctx, struct coro_stack *s, coro_entry_fn entry, void *arg);
 
 /* Saves the running context in from and continues the one in to. to_stack is the stack
    the target runs on (NULL for the thread's own stack), for sanitizers. */
 void coro_switch(struct coro_ctx *from, struct coro_ctx *to, const struct coro_stack *to_stack);
-
-/* The last switch out of a context that will never run again (the thread's own stack is
-   the target). Does not return. */
-void coro_switch_exit(struct coro_ctx *from, struct coro_ctx *to) __attribute__((noreturn));
 
 /* Installs the stack-overflow handler for this thread: SIGSEGV/SIGBUS on an alternate
    signal stack. is_overflow(addr) says whether a fault address is a coroutine's guard page;

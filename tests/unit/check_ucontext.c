@@ -22,7 +22,8 @@ static void ping(void *arg)
         counter++;
         coro_switch(&ping_ctx, &main_ctx, NULL);
     }
-    coro_switch_exit(&ping_ctx, &main_ctx);
+    coro_switch(&ping_ctx, &main_ctx, NULL); /* done: never resumed again */
+    abort();
 }
 
 START_TEST(test_switch_back_and_forth)
