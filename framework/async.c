@@ -15,6 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "log.h"
 #include "plugin.h"
 #include "request.h"
@@ -235,11 +236,7 @@ struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *ar
         arena_init(&co->own_arena, co->arena_buf, sizeof(co->arena_buf));
         co->arena = &co->own_arena;
     }
-    co->all_prev = NULL;
-    co->all_next = l->all;
-    if (l->all)
-        l->all->all_prev = co;
-    l->all = co;
+    LIST_PUSH(l->all, co, all_prev, all_next);
     l->live++;
     return co;
 }
@@ -249,23 +246,13 @@ static void coro_finish(struct coro *co)
 {
     struct loop *l = co->loop;
 
-    if (co->all_prev)
-        co->all_prev->all_next = co->all_next;
-    else
-        l->all = co->all_next;
-    if (co->all_next)
-        co->all_next->all_prev = co->all_prev;
+    LIST_UNLINK(l->all, co, all_prev, all_next);
     l->live--;
     if (co->arena == &co->own_arena)
         arena_deinit(&co->own_arena);
     if (co->parent) {
         struct coro *p = co->parent;
-        if (co->sibling_prev)
-            co->sibling_prev->sibling_next = co->sibling_next;
-        else
-            p->children = co->sibling_next;
-        if (co->sibling_next)
-            co->sibling_next->sibling_prev = co->sibling_prev;
+        LIST_UNLINK(p->children, co, sibling_prev, sibling_next);
         p->nchildren--;
         if (p->waits_children && p->wait)
             coro_wake(p->wait, 0);
@@ -384,9 +371,9 @@ int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout)
         return SQ_EINVAL;
     }
     uint64_t now = loop_now_us(co->loop);
-    int early = co->cancelled && !co->nocancel ? SQ_ECANCELED
+    int early = co->cancelled && !co->nocancel        ? SQ_ECANCELED
                 : co->deadline && now >= co->deadline ? SQ_ETIMEDOUT
-                                                       : 0;
+                                                      : 0;
     if (early) {
         wait_list_remove(w);
         return park_result(early);
@@ -521,10 +508,7 @@ sq_op *sq_op_start(sq_op_fn fn, void *arg)
         return NULL;
     }
     op->co->parent = parent;
-    op->co->sibling_next = parent->children;
-    if (parent->children)
-        parent->children->sibling_prev = op->co;
-    parent->children = op->co;
+    LIST_PUSH(parent->children, op->co, sibling_prev, sibling_next);
     op->co->deadline = parent->deadline;
     op->co->label = parent->label;
     op->co->on_done = op_done;

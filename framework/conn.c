@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "async.h"
+#include "list.h"
 #include "request.h"
 #include "server.h"
 
@@ -584,11 +585,7 @@ void conn_start(struct server *srv, int fd, const struct sockaddr *peer, socklen
     event_assign(&c->rev, srv->base, fd, EV_READ | EV_PERSIST, on_read, c);
     event_assign(&c->wev, srv->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     evtimer_assign(&c->tev, srv->base, on_timer, c);
-    c->prev = NULL;
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    LIST_PUSH(srv->conns, c, prev, next);
     srv->nconns++;
     reading_set(c, true);
     /* The first request gets header_timeout from the connect on. */
@@ -606,12 +603,7 @@ static void conn_detach(struct conn *c)
     event_del(&c->tev);
     close(c->fd);
     c->fd = -1;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    LIST_UNLINK(srv->conns, c, prev, next);
     srv->nconns--;
     server_fd_released(srv);
 }

@@ -86,7 +86,8 @@ struct coro_stack *coro_stack_get(struct coro_stack_pool *p)
         free(s);
         return NULL;
     }
-    s->valgrind_id = VALGRIND_STACK_REGISTER(s->base + page_size(), s->base + page_size() + s->size);
+    s->valgrind_id =
+        VALGRIND_STACK_REGISTER(s->base + page_size(), s->base + page_size() + s->size);
     return s;
 }
 

@@ -340,11 +340,8 @@ static bool fault_is_overflow(const void *addr)
 static void report_overflow(const void *addr)
 {
     struct coro *co = coro_current();
-    const char *parts[] = {"squall: stack overflow in plugin ",
-                           co->plugin ? co->plugin->name : "?",
-                           " (",
-                           co->label,
-                           "): raise [server] coroutine_stack\n"};
+    const char *parts[] = {"squall: stack overflow in plugin ", co->plugin ? co->plugin->name : "?",
+                           " (", co->label, "): raise [server] coroutine_stack\n"};
 
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         ssize_t n = write(STDERR_FILENO, parts[i], strlen(parts[i]));

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "async.h"
+#include "list.h"
 #include "log.h"
 #include "plugin.h"
 #include "request.h"
@@ -31,37 +32,17 @@ struct sq_periodic {
     struct sq_plugin_ctx *plugin;
     uint64_t ms;
     double jitter;
-    uint64_t next_at;  /* us on the loop clock of the next tick */
-    struct coro *run;  /* the run in progress, or NULL */
-    bool stopped;      /* stopped while a run was in progress: freed when it ends */
+    uint64_t next_at; /* us on the loop clock of the next tick */
+    struct coro *run; /* the run in progress, or NULL */
+    bool stopped;     /* stopped while a run was in progress: freed when it ends */
 };
-
-/* Doubly linked lists with a head pointer, for both handle types. */
-#define LIST_INSERT(head, x)                                                                       \
-    do {                                                                                           \
-        (x)->prev = NULL;                                                                          \
-        (x)->next = (head);                                                                        \
-        if (head)                                                                                  \
-            (head)->prev = (x);                                                                    \
-        (head) = (x);                                                                              \
-    } while (0)
-#define LIST_REMOVE(head, x)                                                                       \
-    do {                                                                                           \
-        if ((x)->prev)                                                                             \
-            (x)->prev->next = (x)->next;                                                           \
-        else                                                                                       \
-            (head) = (x)->next;                                                                    \
-        if ((x)->next)                                                                             \
-            (x)->next->prev = (x)->prev;                                                           \
-    } while (0)
-
 
 /* ---- One-shot ---- */
 
 static void timer_free(struct sq_timer *t)
 {
     event_del(&t->ev);
-    LIST_REMOVE(t->loop->timers, t);
+    LIST_UNLINK(t->loop->timers, t, prev, next);
     free(t);
 }
 
@@ -95,7 +76,7 @@ sq_timer *sq_call_later(uint64_t ms, sq_callback_fn fn, void *arg)
     event_base_update_cache_time(l->base); /* the timer counts from now, not the turn's start */
     struct timeval tv = us_tv(ms * 1000);
     evtimer_add(&t->ev, &tv);
-    LIST_INSERT(l->timers, t);
+    LIST_PUSH(l->timers, t, prev, next);
     return t;
 }
 
@@ -115,7 +96,7 @@ void sq_timer_cancel(sq_timer *t)
 static void periodic_free(struct sq_periodic *p)
 {
     event_del(&p->ev);
-    LIST_REMOVE(p->loop->periodics, p);
+    LIST_UNLINK(p->loop->periodics, p, prev, next);
     free(p);
 }
 
@@ -187,7 +168,7 @@ sq_periodic *sq_every(uint64_t ms, double jitter, sq_task_fn fn, void *arg)
     p->plugin = plugin_current;
     p->next_at = loop_now_us(l);
     evtimer_assign(&p->ev, l->base, on_tick, p);
-    LIST_INSERT(l->periodics, p);
+    LIST_PUSH(l->periodics, p, prev, next);
     periodic_schedule(p);
     return p;
 }
