@@ -15,7 +15,7 @@ void log_init(void);
 
 /* One line on stderr: "2026-11-21T15:34:00Z [level] who: message". who may be NULL. */
 void log_msg(int level, const char *who, const char *fmt, ...) SQ_PRINTF(3, 4);
-void log_vmsg(int level, const char *who, const char *fmt, va_list ap);
+void log_vmsg(int level, const char *who, const char *fmt, va_list ap) SQ_PRINTF(3, 0);
 
 #define log_error(...) log_msg(SQ_LOG_ERROR, "squall", __VA_ARGS__)
 #define log_warn(...) log_msg(SQ_LOG_WARN, "squall", __VA_ARGS__)

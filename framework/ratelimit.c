@@ -1,0 +1,299 @@
+/*
+ * ratelimit.c - GCRA per key over a fixed-size hash table with LRU eviction (see ratelimit.h).
+ *
+ * Time is counted in units of 1/n ms, so the emission interval T = period/n is exactly
+ * period_ms units and a period is period_ms * n units: no rounding ever accumulates. In those
+ * units a time needs up to 64 + 32 bits, hence the 128-bit arithmetic; results go back to
+ * milliseconds rounded up, so "retry after r ms" is never too early, and r - 1 would be.
+ *
+ * Entries are one array indexed by uint32_t: the bucket chains and the LRU list link them
+ * by index, slots are handed out in order until the table is full, and from then on the
+ * least recently used entry is taken over. Nothing is allocated after ratelimit_new.
+ */
+#include "ratelimit.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "xalloc.h"
+
+#define NIL UINT32_MAX
+#define DIGEST_LEN 16
+#define KEY_DIGEST (0x100 | DIGEST_LEN) /* a long key's len: a flag, and the bytes it keeps */
+#define KEPT(len) ((len)&0xff)
+
+typedef unsigned __int128 u128;
+
+struct entry {
+    u128 tat;            /* theoretical arrival time in 1/n ms; 0 (any past time) = fresh */
+    uint64_t hash;       /* of the whole key, under seed[0..1] */
+    uint32_t prev, next; /* LRU list; prev is more recently used */
+    uint32_t chain;      /* the next entry in the same bucket */
+    uint16_t len;        /* key length (KEPT(len) bytes in key), or KEY_DIGEST */
+    uint8_t key[RATELIMIT_KEY_MAX];
+};
+
+struct ratelimit {
+    uint32_t n;
+    uint64_t period_ms;
+    uint64_t seed[4]; /* two SipHash keys: the hash, and a long key's second digest half */
+    struct entry *entries;
+    uint32_t *buckets;                       /* mask + 1 chain heads */
+    uint32_t max_keys, used, mask, mru, lru; /* mru, lru: the LRU list's ends */
+};
+
+/* A key as the table stores it: its own bytes, or the digest of a long one. */
+struct keyref {
+    uint64_t hash;
+    uint16_t len;
+    const uint8_t *bytes;
+    uint8_t digest[DIGEST_LEN];
+};
+
+static uint64_t load_le(const uint8_t *p, size_t n)
+{
+    uint64_t v = 0;
+
+    for (size_t i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+static uint64_t rotl(uint64_t x, int b)
+{
+    return x << b | x >> (64 - b);
+}
+
+/* Mixes the message word m into v through rounds SipRounds. */
+static void sip_block(uint64_t v[4], uint64_t m, int rounds)
+{
+    v[3] ^= m;
+    for (int r = 0; r < rounds; r++) {
+        v[0] += v[1], v[1] = rotl(v[1], 13) ^ v[0], v[0] = rotl(v[0], 32);
+        v[2] += v[3], v[3] = rotl(v[3], 16) ^ v[2];
+        v[0] += v[3], v[3] = rotl(v[3], 21) ^ v[0];
+        v[2] += v[1], v[1] = rotl(v[1], 17) ^ v[2], v[2] = rotl(v[2], 32);
+    }
+    v[0] ^= m;
+}
+
+/* SipHash-2-4 of in[0..len) under the 128-bit key k. */
+static uint64_t siphash(const uint64_t k[2], const uint8_t *in, size_t len)
+{
+    uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL,
+                     k[0] ^ 0x6c7967656e657261ULL, k[1] ^ 0x7465646279746573ULL};
+    size_t i = 0;
+
+    for (; i + 8 <= len; i += 8)
+        sip_block(v, load_le(in + i, 8), 2);
+    sip_block(v, (uint64_t)len << 56 | load_le(in + i, len - i), 2);
+    v[2] ^= 0xff;
+    sip_block(v, 0, 4); /* finalization: d = 4 rounds; xoring 0 in and out changes nothing */
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* Seeds from getrandom() (32 bytes come whole, getrandom(2)); without it, weaker but working. */
+static void seed_init(uint64_t seed[4])
+{
+    if (getrandom(seed, sizeof(uint64_t[4]), 0) != (ssize_t)sizeof(uint64_t[4]))
+        seed[0] = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32 ^ (uintptr_t)seed;
+}
+
+int ratelimit_parse(const char *spec, uint32_t *n, uint64_t *period_ms, char *err, size_t errlen)
+{
+    const char *s = spec, *why = NULL;
+    uint64_t v = 0, ms = 0;
+
+    for (; isdigit((unsigned char)*s) && v <= UINT32_MAX; s++)
+        v = v * 10 + (uint64_t)(*s - '0');
+    if (s > spec && (v == 0 || v > UINT32_MAX))
+        why = "N must be 1..4294967295";
+    else if (s == spec || *s != '/')
+        why = "use N/PERIOD, e.g. 10/60s";
+    else if (config_parse_duration(s + 1, &ms) < 0)
+        why = "bad period (use e.g. 500ms, 60s, 1m, 1h)";
+    else if (ms == 0)
+        why = "the period must be greater than 0";
+    if (why) {
+        if (err && errlen)
+            snprintf(err, errlen, "bad rate '%s': %s", spec, why);
+        return -1;
+    }
+    *n = (uint32_t)v;
+    *period_ms = ms;
+    return 0;
+}
+
+struct ratelimit *ratelimit_new(uint32_t n, uint64_t period_ms, size_t max_keys)
+{
+    if (n == 0 || period_ms == 0 || max_keys == 0 || max_keys > RATELIMIT_MAX_KEYS)
+        return NULL;
+    struct ratelimit *rl = xcalloc(1, sizeof(*rl));
+    size_t nbuckets = 1;
+
+    while (nbuckets < max_keys) /* a load factor of at most 1 */
+        nbuckets <<= 1;
+    rl->n = n;
+    rl->period_ms = period_ms;
+    rl->max_keys = (uint32_t)max_keys;
+    rl->mask = (uint32_t)(nbuckets - 1);
+    rl->mru = rl->lru = NIL;
+    rl->entries = xcalloc(max_keys, sizeof(struct entry));
+    rl->buckets = xmalloc(nbuckets * sizeof(uint32_t));
+    memset(rl->buckets, 0xff, nbuckets * sizeof(uint32_t)); /* all NIL */
+    seed_init(rl->seed);
+    return rl;
+}
+
+void ratelimit_free(struct ratelimit *rl)
+{
+    if (!rl)
+        return;
+    free(rl->entries);
+    free(rl->buckets);
+    free(rl);
+}
+
+size_t ratelimit_keys(const struct ratelimit *rl)
+{
+    return rl->used;
+}
+
+size_t ratelimit_memory(const struct ratelimit *rl)
+{
+    return sizeof(*rl) + (size_t)rl->max_keys * sizeof(struct entry) +
+           ((size_t)rl->mask + 1) * sizeof(uint32_t);
+}
+
+/* Hashes key; a long one is replaced by its digest under both seeds. */
+static void key_prepare(const struct ratelimit *rl, const uint8_t *key, size_t len,
+                        struct keyref *k)
+{
+    k->hash = siphash(rl->seed, key, len);
+    if (len <= RATELIMIT_KEY_MAX) {
+        k->len = (uint16_t)len;
+        k->bytes = key;
+        return;
+    }
+    uint64_t h[2] = {k->hash, siphash(rl->seed + 2, key, len)};
+    memcpy(k->digest, h, DIGEST_LEN);
+    k->len = KEY_DIGEST;
+    k->bytes = k->digest;
+}
+
+static uint32_t lookup(const struct ratelimit *rl, const struct keyref *k)
+{
+    for (uint32_t i = rl->buckets[k->hash & rl->mask]; i != NIL; i = rl->entries[i].chain) {
+        const struct entry *e = &rl->entries[i];
+        if (e->hash == k->hash && e->len == k->len && memcmp(e->key, k->bytes, KEPT(k->len)) == 0)
+            return i;
+    }
+    return NIL;
+}
+
+static void lru_unlink(struct ratelimit *rl, uint32_t i)
+{
+    struct entry *e = &rl->entries[i];
+
+    if (e->prev != NIL)
+        rl->entries[e->prev].next = e->next;
+    else
+        rl->mru = e->next;
+    if (e->next != NIL)
+        rl->entries[e->next].prev = e->prev;
+    else
+        rl->lru = e->prev;
+}
+
+static void lru_push(struct ratelimit *rl, uint32_t i)
+{
+    struct entry *e = &rl->entries[i];
+
+    e->prev = NIL;
+    e->next = rl->mru;
+    if (rl->mru != NIL)
+        rl->entries[rl->mru].prev = i;
+    else
+        rl->lru = i;
+    rl->mru = i;
+}
+
+/* Takes entry i out of its bucket chain (short: the load factor is at most 1). */
+static void chain_unlink(struct ratelimit *rl, uint32_t i)
+{
+    uint32_t *p = &rl->buckets[rl->entries[i].hash & rl->mask];
+
+    while (*p != i)
+        p = &rl->entries[*p].chain;
+    *p = rl->entries[i].chain;
+}
+
+/* The entry for k, made most recently used; a new one is fresh, in a free or evicted slot. */
+static struct entry *entry_get(struct ratelimit *rl, const struct keyref *k)
+{
+    uint32_t i = lookup(rl, k);
+
+    if (i != NIL) {
+        lru_unlink(rl, i);
+        lru_push(rl, i);
+        return &rl->entries[i];
+    }
+    if (rl->used < rl->max_keys) {
+        i = rl->used++;
+    } else {
+        i = rl->lru;
+        lru_unlink(rl, i);
+        chain_unlink(rl, i);
+    }
+    struct entry *e = &rl->entries[i];
+    e->tat = 0;
+    e->hash = k->hash;
+    e->len = k->len;
+    if (k->len)
+        memcpy(e->key, k->bytes, KEPT(k->len));
+    e->chain = rl->buckets[k->hash & rl->mask];
+    rl->buckets[k->hash & rl->mask] = i;
+    lru_push(rl, i);
+    return e;
+}
+
+/* Units of 1/n ms to whole ms, rounded up. */
+static uint64_t to_ms(u128 units, uint32_t n)
+{
+    return (uint64_t)((units + n - 1) / n);
+}
+
+/*
+ * GCRA in units of 1/n ms: T = period_ms, the period P = period_ms * n. With
+ * tat = max(TAT, now), the request is allowed when tat + T - now <= P, and TAT becomes
+ * tat + T; otherwise it waits until tat + T - P. The key is whole again at TAT.
+ */
+struct ratelimit_result ratelimit_hit(struct ratelimit *rl, const void *key, size_t key_len,
+                                      uint64_t now_ms)
+{
+    static const uint8_t none[1];
+    struct keyref k;
+
+    key_prepare(rl, key_len ? key : none, key_len, &k);
+    struct entry *e = entry_get(rl, &k);
+    u128 T = rl->period_ms, P = T * rl->n, now = (u128)now_ms * rl->n;
+    u128 tat = e->tat > now ? e->tat : now;
+    struct ratelimit_result r = {.limit = rl->n};
+
+    if (tat + T - now > P) {
+        r.retry_after_ms = to_ms(tat + T - now - P, rl->n);
+        r.reset_ms = to_ms(tat - now, rl->n);
+        return r;
+    }
+    e->tat = tat + T;
+    r.allowed = true;
+    r.remaining = (uint32_t)((P - (e->tat - now)) / T);
+    r.reset_ms = to_ms(e->tat - now, rl->n);
+    return r;
+}
