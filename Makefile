@@ -19,7 +19,7 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wformat=2 -Wcast-align -Wwrite-strings -Wundef \
-            -Wno-unused-parameter
+            -Wno-unused-parameter -Wno-missing-field-initializers
 CFLAGS   := -std=gnu11 $(OPT) -g $(WARN) -D_GNU_SOURCE -fPIC $(SANFLAGS) \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -Isdk -Iframework
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ldl -lpthread

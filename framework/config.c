@@ -349,11 +349,41 @@ static char *normalise_mount(struct parser *p, const char *v)
     return xstrndup(v, n);
 }
 
+/* A middleware key of a [plugin] or [route] section into mw; false when key is not one. */
+static bool mw_key(struct parser *p, struct config_mw *mw, const char *key, const char *v)
+{
+    uint64_t ms;
+    char *end;
+
+    if (strcmp(key, "timeout") == 0) {
+        if (!first_time(p, &mw->timeout_line, key))
+            return true;
+        if (config_parse_duration(v, &ms) < 0 || ms == 0)
+            perr(p, "bad duration '%s' for timeout (use e.g. 500ms, 2s, 1m)", v);
+        else
+            mw->timeout_ms = ms;
+        return true;
+    }
+    if (strcmp(key, "timeout_status") == 0) {
+        if (!first_time(p, &mw->status_line, key))
+            return true;
+        long st = strtol(v, &end, 10);
+        if (!*v || *end || st < 400 || st > 599)
+            perr(p, "bad timeout_status '%s' (an HTTP status from 400 to 599)", v);
+        else
+            mw->timeout_status = (int)st;
+        return true;
+    }
+    return false;
+}
+
 static void plugin_key(struct parser *p, const char *key, const char *v)
 {
     struct config_plugin *pl = &p->cfg->plugins[p->cfg->nplugins - 1];
     bool path = strcmp(key, "path") == 0, mount = strcmp(key, "mount") == 0;
 
+    if (mw_key(p, &pl->mw, key, v))
+        return;
     if (path || mount) {
         if (!first_time(p, path ? &p->path_line : &p->mount_line, key))
             return;
@@ -443,7 +473,8 @@ static void open_route(struct parser *p, char **w, size_t n)
         }
     }
     cfg->routes = grow(cfg->routes, cfg->nroutes, sizeof *cfg->routes);
-    cfg->routes[cfg->nroutes++] = (struct config_route){ xstrdup(w[1]), xstrdup(w[2]), p->line };
+    cfg->routes[cfg->nroutes++] =
+        (struct config_route){ .method = xstrdup(w[1]), .path = xstrdup(w[2]), .line = p->line };
     p->sec = SEC_ROUTE;
 }
 
@@ -530,11 +561,12 @@ static int parse_value(struct parser *p, char *s, char **out)
     return 0;
 }
 
-static void route_key(struct parser *p, const char *key)
+static void route_key(struct parser *p, const char *key, const char *v)
 {
-    const struct config_route *r = &p->cfg->routes[p->cfg->nroutes - 1];
+    struct config_route *r = &p->cfg->routes[p->cfg->nroutes - 1];
 
-    perr(p, "unknown key '%s' in [route %s %s]", key, r->method, r->path);
+    if (!mw_key(p, &r->mw, key, v))
+        perr(p, "unknown key '%s' in [route %s %s]", key, r->method, r->path);
 }
 
 static void parse_keyval(struct parser *p, char *s)
@@ -564,7 +596,7 @@ static void parse_keyval(struct parser *p, char *s)
     case SEC_SKIP: break;
     case SEC_SERVER: server_key(p, key, value); break;
     case SEC_PLUGIN: plugin_key(p, key, value); break;
-    case SEC_ROUTE: route_key(p, key); break;
+    case SEC_ROUTE: route_key(p, key, value); break;
     }
 }
 

@@ -3,8 +3,9 @@
  *
  *   [server]            listen (repeatable), workers, header_timeout, keepalive_timeout,
  *                       max_header, max_body, access_log, coroutine_stack, threads
- *   [plugin NAME]       path (required), mount (default "/"), and free keys for the plugin
- *   [route METHOD PATH] per-route overrides (no keys yet: later issues add middleware keys)
+ *   [plugin NAME]       path (required), mount (default "/"), middleware keys (timeout,
+ *                       timeout_status), and free keys for the plugin
+ *   [route METHOD PATH] middleware keys for one mounted route
  *
  * Lines: "key = value"; comments start with ';' or '#' at the start of a line or after
  * whitespace; values may be "double-quoted" to keep those characters. Sizes are bytes with
@@ -29,18 +30,28 @@ struct config_listen {
     int line;
 };
 
+/* Middleware settings of a [plugin] or [route] section; 0 where the section sets none. A
+   [route] setting overrides its plugin's, which overrides the route's own in the code. */
+struct config_mw {
+    uint64_t timeout_ms;  /* timeout: the handler's deadline */
+    int timeout_status;   /* timeout_status: the status sent when it passes (400..599) */
+    int timeout_line, status_line;
+};
+
 struct config_plugin {
     char *name;
     char *path;  /* as written, resolved against the config file's directory when relative */
     char *mount; /* "/" or "/prefix" without a trailing slash */
     struct config_kv *kv; /* free keys, in file order */
     size_t nkv;
+    struct config_mw mw;
     int line; /* of the section header */
 };
 
 struct config_route {
     char *method;
     char *path;
+    struct config_mw mw;
     int line;
 };
 

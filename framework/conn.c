@@ -38,7 +38,15 @@
 #define CONN_LINGER_MS 2000  /* reading what a client still sends after we close */
 
 enum conn_phase { PHASE_HEAD, PHASE_BODY };
-enum conn_timer { TIMER_NONE, TIMER_HEADER, TIMER_BODY, TIMER_IDLE, TIMER_WRITE, TIMER_LINGER };
+enum conn_timer {
+    TIMER_NONE,
+    TIMER_HEADER,
+    TIMER_BODY,
+    TIMER_IDLE,
+    TIMER_WRITE,
+    TIMER_LINGER,
+    TIMER_HANDLER, /* the route's timeout: the client gets its timeout reply */
+};
 
 struct conn {
     struct server *srv;
@@ -99,6 +107,22 @@ static void timer_set(struct conn *c, enum conn_timer kind, uint64_t ms)
         timer_arm(c, now, ms);
 }
 
+static int conn_flush(struct conn *c);
+
+/* The handler ran past its route's timeout: the client gets the timeout reply now, and
+   whatever the handler replies later is refused (its awaits fail with SQ_ETIMEDOUT, as its
+   coroutine has the same deadline). */
+static void conn_handler_timeout(struct conn *c)
+{
+    struct sq_req *r = &c->req;
+
+    c->timer_kind = TIMER_NONE;
+    if (!c->busy || r->status || r->dropped)
+        return;
+    request_reply_error(r, r->route->timeout_status, "Request timeout");
+    conn_flush(c);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
@@ -109,6 +133,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         return; /* a handler is running: the connection has no deadline of its own */
     if (now < c->deadline) {
         timer_arm(c, now, c->deadline - now);
+        return;
+    }
+    if (c->timer_kind == TIMER_HANDLER) {
+        conn_handler_timeout(c);
         return;
     }
     /* Slow headers, a stalled body or writer, an idle keep-alive: all just close. */
@@ -257,6 +285,10 @@ static void conn_run_handler(struct conn *c, struct sq_req *r)
     co->on_done = on_handler_done;
     co->done_data = c;
     r->coro = co;
+    if (r->route->timeout_ms) {
+        co->deadline = loop_now_us(c->srv->loop) + r->route->timeout_ms * 1000;
+        timer_set(c, TIMER_HANDLER, r->route->timeout_ms);
+    }
     coro_resume(co);
 }
 
@@ -447,9 +479,10 @@ static void conn_settle(struct conn *c)
 
     if (c->writing)
         timer_set(c, TIMER_WRITE, cfg->keepalive_timeout_ms);
-    else if (c->busy)
-        c->timer_kind = TIMER_NONE; /* the handler's deadline is its own */
-    else if (c->closing)
+    else if (c->busy) {
+        if (c->timer_kind != TIMER_HANDLER) /* no route timeout: its time is its own */
+            c->timer_kind = TIMER_NONE;
+    } else if (c->closing)
         conn_linger(c);
     else if (c->eof)
         conn_close(c); /* what could be answered was; a partial request never completes */

@@ -79,6 +79,12 @@ static int mount_routes(struct sq_plugin_ctx *p, struct router *router, char *wh
         int rc = router_add(router, rt->method, full, e, rerr, sizeof(rerr));
         e->plugin = p;
         e->route = rt;
+        e->timeout_status = 408;
+        /* A plugin built before the field existed has shorter routes: nothing to read. */
+        if (p->desc->route_size >= offsetof(sq_route, timeout_ms) + sizeof(int) &&
+            rt->timeout_ms > 0)
+            e->timeout_ms = (uint64_t)rt->timeout_ms;
+        route_entry_configure(e, &p->cfg->mw);
         e->label = xmalloc(strlen(rt->method) + strlen(full) + 2);
         sprintf(e->label, "%s %s", rt->method, full);
         free(full);
@@ -174,6 +180,14 @@ void plugin_unload(struct sq_plugin_ctx *p)
     free(p->name);
     free(p->path);
     free(p);
+}
+
+void route_entry_configure(struct route_entry *e, const struct config_mw *mw)
+{
+    if (mw->timeout_ms)
+        e->timeout_ms = mw->timeout_ms;
+    if (mw->timeout_status)
+        e->timeout_status = mw->timeout_status;
 }
 
 /* ---- SDK: the plugin instance ---- */

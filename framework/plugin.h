@@ -14,8 +14,13 @@
 struct route_entry {
     struct sq_plugin_ctx *plugin;
     const sq_route *route;
-    char *label; /* "GET /mount/pattern", for logs */
+    char *label;         /* "GET /mount/pattern", for logs */
+    uint64_t timeout_ms; /* the handler's deadline: code, then [plugin], then [route] */
+    int timeout_status;
 };
+
+/* Applies a section's middleware settings over what e has so far. */
+void route_entry_configure(struct route_entry *e, const struct config_mw *mw);
 
 /* A loaded plugin instance; the SDK's sq_plugin_ctx. */
 struct sq_plugin_ctx {

@@ -206,18 +206,19 @@ static int server_listen(struct server *srv, char *err, size_t errlen)
 
 /* ---- Plugins ---- */
 
-static bool route_exists(struct server *srv, const struct config_route *cr)
+/* The mounted route a [route METHOD PATH] section names, or NULL. */
+static struct route_entry *route_find(struct server *srv, const struct config_route *cr)
 {
     size_t n = strlen(cr->method);
 
     for (size_t i = 0; i < srv->nplugins; i++)
         for (size_t j = 0; j < srv->plugins[i]->nroutes; j++) {
-            const char *label = srv->plugins[i]->routes[j].label;
-            if (strncmp(label, cr->method, n) == 0 && label[n] == ' ' &&
-                strcmp(label + n + 1, cr->path) == 0)
-                return true;
+            struct route_entry *e = &srv->plugins[i]->routes[j];
+            if (strncmp(e->label, cr->method, n) == 0 && e->label[n] == ' ' &&
+                strcmp(e->label + n + 1, cr->path) == 0)
+                return e;
         }
-    return false;
+    return NULL;
 }
 
 static int server_load_plugins(struct server *srv, char *err, size_t errlen)
@@ -236,12 +237,16 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
         }
         srv->plugins[srv->nplugins++] = p;
     }
-    for (size_t i = 0; i < cfg->nroutes && !failed; i++)
-        if (!route_exists(srv, &cfg->routes[i])) {
-            err_add(err, errlen, "%s:%d: [route %s %s] matches no plugin's route", cfg->file,
-                    cfg->routes[i].line, cfg->routes[i].method, cfg->routes[i].path);
-            failed = -1;
+    for (size_t i = 0; i < cfg->nroutes && !failed; i++) {
+        struct route_entry *e = route_find(srv, &cfg->routes[i]);
+        if (e) {
+            route_entry_configure(e, &cfg->routes[i].mw);
+            continue;
         }
+        err_add(err, errlen, "%s:%d: [route %s %s] matches no plugin's route", cfg->file,
+                cfg->routes[i].line, cfg->routes[i].method, cfg->routes[i].path);
+        failed = -1;
+    }
     return failed;
 }
 

@@ -76,11 +76,17 @@ typedef int (*sq_handler_fn)(sq_req *r);
  *   /files/{rest:path} the rest of the path, slashes included; last segment only
  * A static segment wins over a parameter. Routes are read in order up to { 0 }.
  * Fields may only be appended to this struct: the descriptor records its size.
+ *
+ * timeout_ms: the handler's deadline (0 = none). When it passes, the client gets 408
+ * {"error":"Request timeout"} (`timeout_status` in plugins.conf changes the status), the
+ * handler's pending await returns SQ_ETIMEDOUT, and whatever it replies afterwards is
+ * dropped. `timeout = 5s` in the plugin's or the route's section of plugins.conf overrides it.
  */
 typedef struct sq_route {
     const char *method;
     const char *path;
     sq_handler_fn handler;
+    int timeout_ms;
 } sq_route;
 
 /*

@@ -367,6 +367,32 @@ START_TEST(test_parse_duration)
 }
 END_TEST
 
+/* ---- Middleware keys ---- */
+
+START_TEST(test_middleware_keys)
+{
+    const char *text = "[plugin a]\npath = /a.so\ntimeout = 500ms\ntimeout_status = 504\n"
+                       "[route GET /x]\ntimeout = 2s\n";
+    struct config *c = config_parse(text, strlen(text), "t.conf", err, sizeof err);
+
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_uint_eq(c->plugins[0].mw.timeout_ms, 500);
+    ck_assert_int_eq(c->plugins[0].mw.timeout_status, 504);
+    ck_assert_uint_eq(c->routes[0].mw.timeout_ms, 2000);
+    ck_assert_int_eq(c->routes[0].mw.timeout_status, 0);
+    config_free(c);
+
+    const char *bad = "[plugin a]\npath = /a.so\ntimeout = 0s\ntimeout_status = 200\n"
+                      "timeout = 1s\n[route GET /x]\ntimeout_status = abc\ncache = 1s\n";
+    ck_assert_ptr_null(config_parse(bad, strlen(bad), "t.conf", err, sizeof err));
+    ck_assert_msg(strstr(err, "t.conf:3: bad duration '0s' for timeout"), "%s", err);
+    ck_assert_msg(strstr(err, "t.conf:4: bad timeout_status '200'"), "%s", err);
+    ck_assert_msg(strstr(err, "t.conf:5: duplicate key 'timeout' (first at line 3)"), "%s", err);
+    ck_assert_msg(strstr(err, "t.conf:7: bad timeout_status 'abc'"), "%s", err);
+    ck_assert_msg(strstr(err, "t.conf:8: unknown key 'cache' in [route GET /x]"), "%s", err);
+}
+END_TEST
+
 /* ---- [plugin NAME] ---- */
 
 START_TEST(test_plugin)
@@ -389,10 +415,12 @@ START_TEST(test_plugin)
     ck_assert_str_eq(p->path, "/etc/sq/build/plugins/hello.so");
     ck_assert_str_eq(p->mount, "/api");
     ck_assert_int_eq(p->line, 1);
-    ck_assert_uint_eq(p->nkv, 3);
-    ck_assert_str_eq(p->kv[0].key, "timeout");
-    ck_assert_int_eq(p->kv[0].line, 4);
-    ck_assert_pstr_eq(config_plugin_get(p, "timeout"), "2s");
+    ck_assert_uint_eq(p->nkv, 2); /* timeout is the middleware's, not a free key */
+    ck_assert_uint_eq(p->mw.timeout_ms, 2000);
+    ck_assert_int_eq(p->mw.timeout_status, 0);
+    ck_assert_str_eq(p->kv[0].key, "ratelimit");
+    ck_assert_int_eq(p->kv[0].line, 5);
+    ck_assert_ptr_null(config_plugin_get(p, "timeout"));
     ck_assert_pstr_eq(config_plugin_get(p, "ratelimit"), "100/1s");
     ck_assert_pstr_eq(config_plugin_get(p, "empty"), "");
     ck_assert_ptr_null(config_plugin_get(p, "path"));
@@ -694,6 +722,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_parse_size);
     tcase_add_test(tc, test_parse_duration);
     tcase_add_test(tc, test_plugin);
+    tcase_add_test(tc, test_middleware_keys);
     tcase_add_test(tc, test_plugin_paths);
     tcase_add_test(tc, test_plugin_mounts);
     tcase_add_test(tc, test_plugin_errors);
