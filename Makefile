@@ -84,7 +84,7 @@ $(BUILD)/tests/plugins/%.so: tests/plugins/%.c sdk/squall.h
 	@echo "  PLUG  $@"
 	$(Q)$(CC) $(CFLAGS) -shared $< -o $@ $(shell pkg-config --libs jansson)
 
-$(BUILD)/tests/check_%: tests/unit/check_%.c tests/check_main.h $(LIB)
+$(BUILD)/tests/check_%: tests/unit/check_%.c tests/check_main.h tests/unit/coro_expect.h $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  TEST  $@"
 	$(Q)$(CC) $(CFLAGS) $(TEST_CFLAGS) $< $(LIB) $(LDLIBS) $(TEST_LIBS) -o $@

@@ -362,22 +362,29 @@ static int park_result(int rc)
     return rc;
 }
 
-int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout)
+int coro_await_check(void)
 {
     struct coro *co = coro_current();
 
-    if (!co) {
-        wait_list_remove(w);
+    if (!co)
         return SQ_EINVAL;
-    }
-    uint64_t now = loop_now_us(co->loop);
-    int early = co->cancelled && !co->nocancel        ? SQ_ECANCELED
-                : co->deadline && now >= co->deadline ? SQ_ETIMEDOUT
-                                                      : 0;
+    if (co->cancelled && !co->nocancel)
+        return SQ_ECANCELED;
+    if (co->deadline && loop_now_us(co->loop) >= co->deadline)
+        return SQ_ETIMEDOUT;
+    return 0;
+}
+
+int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout)
+{
+    struct coro *co = coro_current();
+    int early = coro_await_check();
+
     if (early) {
         wait_list_remove(w);
-        return park_result(early);
+        return early == SQ_EINVAL ? early : park_result(early);
     }
+    uint64_t now = loop_now_us(co->loop);
     w->co = co;
     w->result = 0;
     co->wait = w;

@@ -44,10 +44,6 @@ struct wait_list {
 void wait_list_push(struct wait_list *l, struct coro_wait *w);
 struct coro_wait *wait_list_pop(struct wait_list *l); /* oldest, or NULL */
 void wait_list_remove(struct coro_wait *w);           /* no-op when not queued */
-static inline bool wait_list_empty(const struct wait_list *l)
-{
-    return l->head == NULL;
-}
 
 struct loop {
     struct event_base *base;
@@ -148,6 +144,10 @@ struct coro *coro_current(void);
  * outside a coroutine.
  */
 int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout);
+
+/* What an await would fail with at once: SQ_EINVAL outside a coroutine, SQ_ECANCELED
+   once cancelled (unless nocancel), SQ_ETIMEDOUT past the deadline; else 0. */
+int coro_await_check(void);
 
 /* Ends w's park with result: its coroutine runs again from the run queue. */
 void coro_wake(struct coro_wait *w, int result);

@@ -42,15 +42,8 @@ static const char *error_text(int rc)
 /* See sync.h: the checks coro_park makes, before any fast path. */
 int sync_await_check(const char *what)
 {
-    struct coro *co = coro_current();
-    int rc = 0;
+    int rc = coro_await_check();
 
-    if (!co)
-        rc = SQ_EINVAL;
-    else if (co->cancelled && !co->nocancel)
-        rc = SQ_ECANCELED;
-    else if (co->deadline && loop_now_us(co->loop) >= co->deadline)
-        rc = SQ_ETIMEDOUT;
     if (rc)
         errmsg_set("%s: %s", what, error_text(rc));
     return rc;
@@ -143,7 +136,7 @@ struct sq_event {
     bool set;
 };
 
-/* A new event, clear. Aborts on out-of-memory. */
+/* A new event, clear; NULL on out-of-memory. */
 sq_event *sq_event_new(void)
 {
     return calloc(1, sizeof(sq_event));

@@ -1,8 +1,8 @@
 /*
  * timer.c - callbacks on the loop (see timer.h and sdk/squall.h).
  *
- * Every handle is on its loop's list, so that what a plugin started can be stopped when
- * its instance retires and nothing outlives the loop.
+ * Every handle is on its loop's list, so that nothing outlives the loop; each records the
+ * plugin that started it, for stopping a retiring instance's (hot reload).
  */
 #include "timer.h"
 
@@ -182,22 +182,6 @@ void sq_periodic_stop(sq_periodic *p)
         p->stopped = true;
     } else {
         periodic_free(p);
-    }
-}
-
-/* ---- Owners ---- */
-
-void timer_stop_plugin(struct loop *l, struct sq_plugin_ctx *plugin)
-{
-    for (struct sq_timer *t = l->timers, *next; t; t = next) {
-        next = t->next;
-        if (t->plugin == plugin)
-            timer_free(t);
-    }
-    for (struct sq_periodic *p = l->periodics, *next; p; p = next) {
-        next = p->next;
-        if (p->plugin == plugin)
-            sq_periodic_stop(p);
     }
 }
 

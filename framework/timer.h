@@ -5,12 +5,8 @@
 #define SQUALL_TIMER_H
 
 struct loop;
-struct sq_plugin_ctx;
 
 /* Stops and frees every timer and periodic callback of the loop (at loop_free). */
 void timer_free_all(struct loop *l);
-
-/* Stops those that plugin started (when its instance retires). */
-void timer_stop_plugin(struct loop *l, struct sq_plugin_ctx *plugin);
 
 #endif

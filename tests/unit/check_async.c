@@ -33,26 +33,8 @@
 
 #include "squall.h"
 #include "../check_main.h"
+#include "coro_expect.h"
 
-static char failure[512];
-
-/* Records the first failed expectation. */
-static void note_failure(int line, const char *what, double a, double b)
-{
-    if (!failure[0])
-        snprintf(failure, sizeof failure, "line %d: %s (%g vs %g)", line, what, a, b);
-}
-
-#define EXPECT_CMP(a, op, b)                                                                       \
-    do {                                                                                           \
-        double a_ = (double)(a), b_ = (double)(b);                                                 \
-        if (!(a_ op b_)) {                                                                         \
-            note_failure(__LINE__, #a " " #op " " #b, a_, b_);                                     \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
-#define EXPECT_EQ(a, b) EXPECT_CMP(a, ==, b)
-#define EXPECT(cond) EXPECT_CMP(!!(cond), ==, 1)
 /* lo <= x < hi */
 #define EXPECT_RANGE(x, lo, hi)                                                                    \
     do {                                                                                           \
@@ -69,15 +51,6 @@ static void note_failure(int line, const char *what, double a, double b)
             return -1;                                                                             \
         }                                                                                          \
     } while (0)
-
-/* Runs fn as a coroutine on a fresh loop and asserts that it and its checks succeeded. */
-static void run(sq_task_fn fn, void *arg)
-{
-    failure[0] = '\0';
-    int rc = sq_run_sync(fn, arg);
-    ck_assert_msg(failure[0] == '\0', "%s", failure);
-    ck_assert_int_eq(rc, 0);
-}
 
 /* Like run, with the process's stderr (where the log goes) captured into out[0..cap). */
 static void run_capture(sq_task_fn fn, void *arg, char *out, size_t cap)
@@ -100,14 +73,6 @@ static void run_capture(sq_task_fn fn, void *arg, char *out, size_t cap)
     fclose(tmp);
     ck_assert_msg(failure[0] == '\0', "%s", failure);
     ck_assert_int_eq(rc, 0);
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
 /* How much looser upper time bounds are: valgrind runs everything many times slower. */

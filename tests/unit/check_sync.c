@@ -17,47 +17,7 @@
 
 #include "squall.h"
 #include "../check_main.h"
-
-static char failure[256];
-
-/* Records the first failed expectation, and prints it at once: a coroutine that returns
-   early leaves its ops running on its dead frame, which may crash before run() reports. */
-static void note_failure(int line, const char *what, long long a, long long b)
-{
-    if (failure[0])
-        return;
-    snprintf(failure, sizeof failure, "line %d: %s (%lld vs %lld)", line, what, a, b);
-    fprintf(stderr, "check_sync.c:%s\n", failure);
-}
-
-#define EXPECT_CMP(a, op, b)                                                                       \
-    do {                                                                                           \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
-        if (!(a_ op b_)) {                                                                         \
-            note_failure(__LINE__, #a " " #op " " #b, a_, b_);                                     \
-            return -1;                                                                             \
-        }                                                                                          \
-    } while (0)
-#define EXPECT_EQ(a, b) EXPECT_CMP(a, ==, b)
-#define EXPECT(cond) EXPECT_CMP(!!(cond), ==, 1)
-
-/* Runs fn as a coroutine on a fresh loop and asserts that it and its checks succeeded. */
-static void run(sq_task_fn fn, void *arg)
-{
-    failure[0] = '\0';
-    int rc = sq_run_sync(fn, arg);
-    ck_assert_msg(failure[0] == '\0', "%s", failure);
-    ck_assert_int_eq(rc, 0);
-}
-
-/* Milliseconds on the monotonic clock. */
-static double now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+#include "coro_expect.h"
 
 /* What the concurrent coroutines of one test share. */
 struct shared {
