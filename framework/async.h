@@ -110,6 +110,8 @@ struct coro {
     uint64_t deadline;             /* us on the loop clock; 0 = none */
     int timer_result;              /* what the armed timer wakes it with */
     bool queued, done, cancelled, nocancel, waits_children;
+    bool unavailable;              /* a service it used was down (pool timeout, outage):
+                                      a handler that then fails to reply gets 503 */
     char error[160];               /* sq_errmsg() when fn failed */
     struct arena own_arena;
     char arena_buf[512];

@@ -20,7 +20,7 @@
 
 #include "xalloc.h"
 
-enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_PLUGIN, SEC_ROUTE };
+enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_PLUGIN, SEC_ROUTE, SEC_DATABASE };
 
 enum server_key { K_LISTEN, K_WORKERS, K_HEADER_TIMEOUT, K_KEEPALIVE_TIMEOUT, K_MAX_HEADER,
                   K_MAX_BODY, K_ACCESS_LOG, K_COROUTINE_STACK, K_THREADS, K_COUNT };
@@ -28,6 +28,14 @@ enum server_key { K_LISTEN, K_WORKERS, K_HEADER_TIMEOUT, K_KEEPALIVE_TIMEOUT, K_
 static const char *const server_keys[K_COUNT] = {
     "listen", "workers", "header_timeout", "keepalive_timeout", "max_header", "max_body",
     "access_log", "coroutine_stack", "threads",
+};
+
+enum db_key { D_DSN, D_POOL_SIZE, D_CONNECT_TIMEOUT, D_STATEMENT_TIMEOUT, D_POOL_WAIT_TIMEOUT,
+              D_EMBEDDED_DIR, D_COUNT };
+
+static const char *const db_keys[D_COUNT] = {
+    "dsn", "pool_size", "connect_timeout", "statement_timeout", "pool_wait_timeout",
+    "embedded_dir",
 };
 
 struct parser {
@@ -39,6 +47,7 @@ struct parser {
     int line;
     enum section sec;
     int seen[K_COUNT];          /* line of each [server] key so far, 0 = not yet */
+    int db_seen[D_COUNT];       /* the same for [database] */
     int path_line, mount_line;  /* the same for the current plugin */
 };
 
@@ -335,6 +344,36 @@ static void server_key(struct parser *p, const char *key, const char *v)
     }
 }
 
+static void database_key(struct parser *p, const char *key, const char *v)
+{
+    struct config_database *db = &p->cfg->db;
+    int k = 0;
+
+    while (k < D_COUNT && strcmp(key, db_keys[k]) != 0)
+        k++;
+    if (k == D_COUNT) {
+        perr(p, "unknown key '%s' in [database]", key);
+        return;
+    }
+    if (!first_time(p, &p->db_seen[k], key))
+        return;
+    if (!*v) {
+        perr(p, "empty value for '%s'", key);
+        return;
+    }
+    switch (k) {
+    case D_DSN: db->dsn = xstrdup(v); break;
+    case D_POOL_SIZE: set_count(p, key, v, &db->pool_size); break;
+    case D_CONNECT_TIMEOUT: set_timeout(p, key, v, &db->connect_timeout_ms); break;
+    case D_STATEMENT_TIMEOUT: set_timeout(p, key, v, &db->statement_timeout_ms); break;
+    case D_POOL_WAIT_TIMEOUT: set_timeout(p, key, v, &db->pool_wait_timeout_ms); break;
+    case D_EMBEDDED_DIR:
+        free(db->embedded_dir);
+        db->embedded_dir = resolve_path(p, v);
+        break;
+    }
+}
+
 /* "/api/" -> "/api"; NULL (after an error) when not "/" or "/prefix" without '{'. */
 static char *normalise_mount(struct parser *p, const char *v)
 {
@@ -419,6 +458,12 @@ static void end_section(struct parser *p)
         if (!pl->mount)
             pl->mount = xstrdup("/");
     }
+    if (p->sec == SEC_DATABASE && !p->cfg->db.dsn) {
+        int line = p->line;
+        p->line = p->cfg->db.line;
+        perr(p, "[database] has no dsn (use dsn = embedded, or a libpq conninfo)");
+        p->line = line;
+    }
     p->sec = SEC_SKIP;
 }
 
@@ -478,6 +523,20 @@ static void open_route(struct parser *p, char **w, size_t n)
     p->sec = SEC_ROUTE;
 }
 
+static void open_database(struct parser *p, size_t n)
+{
+    if (n != 1) {
+        perr(p, "expected [database]");
+        return;
+    }
+    if (p->cfg->db.line) {
+        perr(p, "duplicate section [database] (first at line %d)", p->cfg->db.line);
+        return;
+    }
+    p->cfg->db.line = p->line;
+    p->sec = SEC_DATABASE;
+}
+
 /* Splits s in place at blanks; fills up to max words and returns how many there were. */
 static size_t split_words(char *s, char **w, size_t max)
 {
@@ -517,6 +576,8 @@ static void parse_header(struct parser *p, char *s)
         p->sec = SEC_SERVER;
     else if (strcmp(w[0], "server") == 0)
         perr(p, "expected [server]");
+    else if (strcmp(w[0], "database") == 0)
+        open_database(p, n);
     else if (strcmp(w[0], "plugin") == 0)
         open_plugin(p, w, n);
     else if (strcmp(w[0], "route") == 0)
@@ -597,6 +658,7 @@ static void parse_keyval(struct parser *p, char *s)
     case SEC_SERVER: server_key(p, key, value); break;
     case SEC_PLUGIN: plugin_key(p, key, value); break;
     case SEC_ROUTE: route_key(p, key, value); break;
+    case SEC_DATABASE: database_key(p, key, value); break;
     }
 }
 
@@ -628,6 +690,9 @@ static struct config *config_new(const char *name)
     cfg->max_body = 1024 * 1024;
     cfg->coroutine_stack = 64 * 1024;
     cfg->threads = cpus_online();
+    cfg->db.pool_size = 8;
+    cfg->db.connect_timeout_ms = 5 * 1000;
+    cfg->db.pool_wait_timeout_ms = 5 * 1000;
     return cfg;
 }
 
@@ -659,6 +724,8 @@ struct config *config_parse(const char *text, size_t len, const char *name, char
         config_free(p.cfg);
         return NULL;
     }
+    if (p.cfg->db.dsn && !p.cfg->db.embedded_dir)
+        p.cfg->db.embedded_dir = resolve_path(&p, "var/pg");
     if (p.cfg->nlisten == 0) {
         p.cfg->listen = grow(NULL, 0, sizeof *p.cfg->listen);
         p.cfg->listen[p.cfg->nlisten++] =
@@ -741,6 +808,8 @@ void config_free(struct config *cfg)
     free(cfg->plugins);
     free(cfg->routes);
     free(cfg->access_log);
+    free(cfg->db.dsn);
+    free(cfg->db.embedded_dir);
     free(cfg->file);
     free(cfg);
 }

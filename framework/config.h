@@ -6,6 +6,8 @@
  *   [plugin NAME]       path (required), mount (default "/"), middleware keys (timeout,
  *                       timeout_status), and free keys for the plugin
  *   [route METHOD PATH] middleware keys for one mounted route
+ *   [database]          dsn (embedded | libpq conninfo or URI), pool_size, connect_timeout,
+ *                       statement_timeout, pool_wait_timeout, embedded_dir
  *
  * Lines: "key = value"; comments start with ';' or '#' at the start of a line or after
  * whitespace; values may be "double-quoted" to keep those characters. Sizes are bytes with
@@ -55,6 +57,17 @@ struct config_route {
     int line;
 };
 
+/* [database]; dsn NULL when the section is absent (then the host has no database). */
+struct config_database {
+    char *dsn;                     /* "embedded" or a libpq conninfo / URI */
+    char *embedded_dir;            /* the embedded cluster's directory; default var/pg */
+    unsigned pool_size;            /* 1..1024; default 8 */
+    uint64_t connect_timeout_ms;   /* default 5s */
+    uint64_t statement_timeout_ms; /* 0 = the server's own setting */
+    uint64_t pool_wait_timeout_ms; /* default 5s */
+    int line;                      /* of the section header */
+};
+
 struct config {
     char *file; /* name used in messages */
     struct config_listen *listen;
@@ -71,6 +84,7 @@ struct config {
     size_t nplugins;
     struct config_route *routes;
     size_t nroutes;
+    struct config_database db;
 };
 
 /*

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "async.h"
 #include "log.h"
 
 static __thread char errmsg[256];
@@ -325,6 +326,10 @@ void request_run(struct sq_req *r)
         return;
     if (rc >= 400 && rc <= 599) {
         request_reply_error(r, rc, NULL);
+        return;
+    }
+    if (r->coro && r->coro->unavailable) { /* the database (or another service) is down */
+        request_reply_error(r, 503, NULL);
         return;
     }
     log_msg(SQ_LOG_ERROR, e->plugin->name, "%s returned %d without a reply", e->label, rc);
