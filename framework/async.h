@@ -27,6 +27,7 @@
 
 struct coro;
 struct sq_plugin_ctx;
+struct mw_cache;
 
 /* One pending await. Lives on the waiting coroutine's stack. */
 struct coro_wait {
@@ -60,6 +61,7 @@ struct loop {
     struct sq_timer *timers;  /* pending sq_call_later / sq_add_callback (timer.c) */
     struct sq_periodic *periodics; /* running sq_every (timer.c) */
     struct threadpool *pool;  /* sq_run_in_thread, started on first use */
+    struct mw_cache *cache;   /* the response cache and sq_cache_* store (middleware) */
     unsigned threads;
 };
 

@@ -16,19 +16,14 @@
 #include "cache.h"
 
 #include <assert.h>
-#include <endian.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "siphash.h"
 #include "xalloc.h"
 
 #define CACHE_MIN_SLOTS 16
 #define CACHE_INDEX_SHARE (8 * sizeof(void *))
-#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
 
 struct entry {
     struct entry *hnext;         /* the next entry in this hash bucket */
@@ -46,61 +41,6 @@ struct cache {
     struct entry *mru, *lru; /* LRU list ends */
     uint64_t seed[2];
 };
-
-static void sipround(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = ROTL(v[1], 13) ^ v[0];
-    v[0] = ROTL(v[0], 32);
-    v[2] += v[3];
-    v[3] = ROTL(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = ROTL(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = ROTL(v[1], 17) ^ v[2];
-    v[2] = ROTL(v[2], 32);
-}
-
-/* SipHash-1-3 of p[0..n) under k: the keyed hash Python and Rust use for their tables. */
-static uint64_t siphash13(const uint64_t k[2], const unsigned char *p, size_t n)
-{
-    uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL,
-                     k[0] ^ 0x6c7967656e657261ULL, k[1] ^ 0x7465646279746573ULL};
-    uint64_t m, last = (uint64_t)n << 56;
-
-    for (; n >= 8; n -= 8, p += 8) {
-        memcpy(&m, p, 8);
-        m = le64toh(m);
-        v[3] ^= m;
-        sipround(v);
-        v[0] ^= m;
-    }
-    for (size_t i = 0; i < n; i++)
-        last |= (uint64_t)p[i] << (8 * i);
-    v[3] ^= last;
-    sipround(v);
-    v[0] ^= last;
-    v[2] ^= 0xff;
-    for (int i = 0; i < 3; i++)
-        sipround(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
-/* A random hash key. Without getrandom (old kernel, seccomp) a guessable one beats none. */
-static void seed_init(uint64_t seed[2])
-{
-    ssize_t n;
-
-    do
-        n = getrandom(seed, 2 * sizeof(uint64_t), 0);
-    while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)(2 * sizeof(uint64_t))) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        seed[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)seed;
-        seed[1] = (uint64_t)ts.tv_sec ^ (uintptr_t)&ts;
-    }
-}
 
 static void lru_unlink(struct cache *c, struct entry *e)
 {
@@ -238,7 +178,7 @@ struct cache *cache_new(size_t max_bytes)
     c->nslots = CACHE_MIN_SLOTS;
     c->buckets = xcalloc(c->nslots, sizeof(*c->buckets));
     c->heap = xcalloc(c->nslots, sizeof(*c->heap));
-    seed_init(c->seed);
+    siphash_seed(c->seed);
     return c;
 }
 
@@ -324,6 +264,21 @@ void cache_clear(struct cache *c)
     c->bytes = 0;
     memset(c->buckets, 0, c->nslots * sizeof(*c->buckets));
     index_fit(c, 0);
+}
+
+size_t cache_del_prefix(struct cache *c, const void *prefix, size_t n)
+{
+    size_t removed = 0;
+
+    for (struct entry *e = c->mru, *older; e; e = older) {
+        older = e->older;
+        if (e->key_len >= n && memcmp(e->data + e->len, prefix, n) == 0) {
+            entry_remove(c, e);
+            removed++;
+        }
+    }
+    index_fit(c, c->count);
+    return removed;
 }
 
 size_t cache_sweep(struct cache *c, uint64_t now_ms, size_t max_entries)

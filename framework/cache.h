@@ -64,6 +64,10 @@ const void *cache_get(struct cache *c, const void *key, size_t key_len, uint64_t
 /* Removes the entry for key[0..key_len), expired or not. Returns 0, or -1 when absent. */
 int cache_del(struct cache *c, const void *key, size_t key_len);
 
+/* Removes every entry whose key starts with prefix[0..n) and returns how many; a walk over
+   all entries (for a plugin's sq_cache_clear, not for request paths). */
+size_t cache_del_prefix(struct cache *c, const void *prefix, size_t n);
+
 /* Removes every entry; cache_bytes() is 0 afterwards. */
 void cache_clear(struct cache *c);
 

@@ -18,16 +18,18 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ratelimit.h"
 #include "xalloc.h"
 
 enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_PLUGIN, SEC_ROUTE, SEC_DATABASE };
 
 enum server_key { K_LISTEN, K_WORKERS, K_HEADER_TIMEOUT, K_KEEPALIVE_TIMEOUT, K_MAX_HEADER,
-                  K_MAX_BODY, K_ACCESS_LOG, K_COROUTINE_STACK, K_THREADS, K_COUNT };
+                  K_MAX_BODY, K_ACCESS_LOG, K_COROUTINE_STACK, K_THREADS, K_TRUSTED_PROXIES,
+                  K_CACHE_MAX_BYTES, K_COUNT };
 
 static const char *const server_keys[K_COUNT] = {
     "listen", "workers", "header_timeout", "keepalive_timeout", "max_header", "max_body",
-    "access_log", "coroutine_stack", "threads",
+    "access_log", "coroutine_stack", "threads", "trusted_proxies", "cache_max_bytes",
 };
 
 enum db_key { D_DSN, D_POOL_SIZE, D_CONNECT_TIMEOUT, D_STATEMENT_TIMEOUT, D_POOL_WAIT_TIMEOUT,
@@ -184,6 +186,33 @@ static bool first_time(struct parser *p, int *seen, const char *key)
     return true;
 }
 
+/* Splits a list of words separated by commas and/or blanks into out (copies); false after
+   an error when there are none or more than CONFIG_LIST_MAX. */
+static bool split_list(struct parser *p, const char *key, const char *v, char **out, size_t *n)
+{
+    char *copy = xstrdup(v), *save = NULL;
+
+    *n = 0;
+    for (char *w = strtok_r(copy, ", \t", &save); w; w = strtok_r(NULL, ", \t", &save)) {
+        if (*n == CONFIG_LIST_MAX) {
+            perr(p, "too many entries in %s (at most %d)", key, CONFIG_LIST_MAX);
+            break;
+        }
+        out[(*n)++] = xstrdup(w);
+    }
+    free(copy);
+    if (*n == 0)
+        perr(p, "empty list for %s", key);
+    return *n > 0 && *n <= CONFIG_LIST_MAX;
+}
+
+static void free_list(char **list, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free(list[i]);
+    *n = 0;
+}
+
 /* Splits "host:port", "[v6]:port", "*:port", ":port" or "port"; *host NULL = any address. */
 static int split_listen(const char *v, char **host, const char **port)
 {
@@ -312,6 +341,64 @@ static void set_access_log(struct parser *p, const char *v)
         p->cfg->access_log = strcmp(v, "stdout") == 0 ? xstrdup(v) : resolve_path(p, v);
 }
 
+/* "10.0.0.0/8", "127.0.0.1", "::1", "fd00::/8" into *c; -1 when it is none of those. */
+static int parse_cidr(const char *v, struct config_cidr *c)
+{
+    char addr[INET6_ADDRSTRLEN];
+    const char *slash = strchr(v, '/');
+    size_t n = slash ? (size_t)(slash - v) : strlen(v);
+    uint64_t bits;
+
+    if (n >= sizeof addr)
+        return -1;
+    memcpy(addr, v, n);
+    addr[n] = '\0';
+    c->family = strchr(addr, ':') ? AF_INET6 : AF_INET;
+    if (inet_pton(c->family, addr, c->addr) != 1)
+        return -1;
+    c->bits = c->family == AF_INET ? 32 : 128;
+    if (slash) {
+        const char *d = slash + 1;
+        if (parse_digits(&d, &bits) < 0 || *d || bits > c->bits)
+            return -1;
+        c->bits = (unsigned)bits;
+    }
+    return 0;
+}
+
+static void set_trusted(struct parser *p, const char *v)
+{
+    char *w[CONFIG_LIST_MAX];
+    size_t n;
+
+    if (!split_list(p, "trusted_proxies", v, w, &n))
+        return;
+    p->cfg->trusted = xcalloc(n, sizeof *p->cfg->trusted);
+    for (size_t i = 0; i < n; i++) {
+        if (parse_cidr(w[i], &p->cfg->trusted[p->cfg->ntrusted]) == 0)
+            p->cfg->ntrusted++;
+        else
+            perr(p, "bad address '%s' in trusted_proxies (use e.g. 10.0.0.1, 10.0.0.0/8, ::1)",
+                 w[i]);
+    }
+    free_list(w, &n);
+}
+
+int config_cidr_match(const struct config_cidr *nets, size_t n, int family, const void *addr)
+{
+    const unsigned char *a = addr;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct config_cidr *c = &nets[i];
+        unsigned full = c->bits / 8, rest = c->bits % 8;
+        if (c->family != family || memcmp(c->addr, a, full) != 0)
+            continue;
+        if (rest == 0 || ((c->addr[full] ^ a[full]) & (0xff << (8 - rest))) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static void server_key(struct parser *p, const char *key, const char *v)
 {
     struct config *cfg = p->cfg;
@@ -341,6 +428,8 @@ static void server_key(struct parser *p, const char *key, const char *v)
         set_size(p, key, v, 16 * 1024, 64 * 1024 * 1024, &cfg->coroutine_stack);
         break;
     case K_THREADS: set_count(p, key, v, &cfg->threads); break;
+    case K_TRUSTED_PROXIES: set_trusted(p, v); break;
+    case K_CACHE_MAX_BYTES: set_size(p, key, v, 0, SIZE_MAX, &cfg->cache_max_bytes); break;
     }
 }
 
@@ -388,32 +477,113 @@ static char *normalise_mount(struct parser *p, const char *v)
     return xstrndup(v, n);
 }
 
+/* An HTTP token (RFC 9110 5.6.2): a header name. */
+static bool is_token(const char *s)
+{
+    static const char tchar[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789!#$%&'*+-.^_`|~";
+    return *s && s[strspn(s, tchar)] == '\0';
+}
+
+static const char *const mw_keys[MW_KEYS] = {
+    "timeout", "timeout_status", "ratelimit", "ratelimit_key", "ratelimit_max_keys",
+    "cache", "cache_vary", "cache_status", "use",
+};
+
+/* A status from lo to hi into *out; false when v is not one. */
+static bool parse_status(const char *v, int lo, int hi, int *out)
+{
+    char *end;
+    long st = strtol(v, &end, 10);
+
+    if (!*v || *end || st < lo || st > hi)
+        return false;
+    *out = (int)st;
+    return true;
+}
+
+static void set_ratelimit(struct parser *p, struct config_mw *mw, const char *v)
+{
+    char why[128];
+
+    if (strcmp(v, "off") == 0)
+        mw->ratelimit_n = 0;
+    else if (ratelimit_parse(v, &mw->ratelimit_n, &mw->ratelimit_ms, why, sizeof why) < 0)
+        perr(p, "bad ratelimit '%s': %s (use N/PERIOD, e.g. 10/60s, or off)", v, why);
+}
+
+static void set_ratelimit_key(struct parser *p, struct config_mw *mw, const char *v)
+{
+    if (strcmp(v, "ip") == 0)
+        return;
+    if (strncmp(v, "header:", 7) != 0 || !v[7] || !is_token(v + 7))
+        perr(p, "bad ratelimit_key '%s' (use ip or header:NAME)", v);
+    else
+        mw->ratelimit_header = xstrdup(v + 7);
+}
+
+static void set_cache_vary(struct parser *p, struct config_mw *mw, const char *v)
+{
+    if (!split_list(p, "cache_vary", v, mw->cache_vary, &mw->ncache_vary))
+        return;
+    for (size_t i = 0; i < mw->ncache_vary; i++)
+        if (!is_token(mw->cache_vary[i]))
+            perr(p, "bad header name '%s' in cache_vary", mw->cache_vary[i]);
+}
+
+static void set_cache_status(struct parser *p, struct config_mw *mw, const char *v)
+{
+    char *w[CONFIG_LIST_MAX];
+    size_t n;
+
+    if (!split_list(p, "cache_status", v, w, &n))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!parse_status(w[i], 200, 599, &mw->cache_status[mw->ncache_status++]))
+            perr(p, "bad status '%s' in cache_status (200..599)", w[i]);
+    free_list(w, &n);
+}
+
 /* A middleware key of a [plugin] or [route] section into mw; false when key is not one. */
 static bool mw_key(struct parser *p, struct config_mw *mw, const char *key, const char *v)
 {
-    uint64_t ms;
-    char *end;
+    int k = 0;
+    size_t n;
 
-    if (strcmp(key, "timeout") == 0) {
-        if (!first_time(p, &mw->timeout_line, key))
-            return true;
-        if (config_parse_duration(v, &ms) < 0 || ms == 0)
-            perr(p, "bad duration '%s' for timeout (use e.g. 500ms, 2s, 1m)", v);
-        else
-            mw->timeout_ms = ms;
+    while (k < MW_KEYS && strcmp(key, mw_keys[k]) != 0)
+        k++;
+    if (k == MW_KEYS)
+        return false;
+    if (!first_time(p, &mw->line[k], key))
         return true;
-    }
-    if (strcmp(key, "timeout_status") == 0) {
-        if (!first_time(p, &mw->status_line, key))
-            return true;
-        long st = strtol(v, &end, 10);
-        if (!*v || *end || st < 400 || st > 599)
+    switch (k) {
+    case MW_TIMEOUT: set_timeout(p, key, v, &mw->timeout_ms); break;
+    case MW_TIMEOUT_STATUS:
+        if (!parse_status(v, 400, 599, &mw->timeout_status))
             perr(p, "bad timeout_status '%s' (an HTTP status from 400 to 599)", v);
-        else
-            mw->timeout_status = (int)st;
-        return true;
+        break;
+    case MW_RATELIMIT: set_ratelimit(p, mw, v); break;
+    case MW_RATELIMIT_KEY: set_ratelimit_key(p, mw, v); break;
+    case MW_RATELIMIT_MAX_KEYS:
+        set_size(p, key, v, 1, RATELIMIT_MAX_KEYS, &n);
+        mw->ratelimit_max_keys = n;
+        break;
+    case MW_CACHE:
+        if (strcmp(v, "off") != 0)
+            set_timeout(p, key, v, &mw->cache_ms);
+        break;
+    case MW_CACHE_VARY: set_cache_vary(p, mw, v); break;
+    case MW_CACHE_STATUS: set_cache_status(p, mw, v); break;
+    case MW_USE: split_list(p, key, v, mw->use, &mw->nuse); break;
     }
-    return false;
+    return true;
+}
+
+static void free_mw(struct config_mw *mw)
+{
+    free(mw->ratelimit_header);
+    free_list(mw->cache_vary, &mw->ncache_vary);
+    free_list(mw->use, &mw->nuse);
 }
 
 static void plugin_key(struct parser *p, const char *key, const char *v)
@@ -690,6 +860,7 @@ static struct config *config_new(const char *name)
     cfg->max_body = 1024 * 1024;
     cfg->coroutine_stack = 64 * 1024;
     cfg->threads = cpus_online();
+    cfg->cache_max_bytes = 64 * 1024 * 1024;
     cfg->db.pool_size = 8;
     cfg->db.connect_timeout_ms = 5 * 1000;
     cfg->db.pool_wait_timeout_ms = 5 * 1000;
@@ -788,6 +959,7 @@ static void free_plugin(struct config_plugin *pl)
     free(pl->name);
     free(pl->path);
     free(pl->mount);
+    free_mw(&pl->mw);
 }
 
 void config_free(struct config *cfg)
@@ -803,11 +975,13 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nroutes; i++) {
         free(cfg->routes[i].method);
         free(cfg->routes[i].path);
+        free_mw(&cfg->routes[i].mw);
     }
     free(cfg->listen);
     free(cfg->plugins);
     free(cfg->routes);
     free(cfg->access_log);
+    free(cfg->trusted);
     free(cfg->db.dsn);
     free(cfg->db.embedded_dir);
     free(cfg->file);

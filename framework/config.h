@@ -2,9 +2,10 @@
  * config.h - plugins.conf: an INI file read into struct config.
  *
  *   [server]            listen (repeatable), workers, header_timeout, keepalive_timeout,
- *                       max_header, max_body, access_log, coroutine_stack, threads
- *   [plugin NAME]       path (required), mount (default "/"), middleware keys (timeout,
- *                       timeout_status), and free keys for the plugin
+ *                       max_header, max_body, access_log, coroutine_stack, threads,
+ *                       trusted_proxies, cache_max_bytes
+ *   [plugin NAME]       path (required), mount (default "/"), middleware keys (see
+ *                       enum config_mw_key), and free keys for the plugin
  *   [route METHOD PATH] middleware keys for one mounted route
  *   [database]          dsn (embedded | libpq conninfo or URI), pool_size, connect_timeout,
  *                       statement_timeout, pool_wait_timeout, embedded_dir
@@ -32,12 +33,48 @@ struct config_listen {
     int line;
 };
 
-/* Middleware settings of a [plugin] or [route] section; 0 where the section sets none. A
-   [route] setting overrides its plugin's, which overrides the route's own in the code. */
+/* The middleware keys of a [plugin] or [route] section, indexes into config_mw.line. */
+enum config_mw_key {
+    MW_TIMEOUT,            /* timeout = 5s */
+    MW_TIMEOUT_STATUS,     /* timeout_status = 504 */
+    MW_RATELIMIT,          /* ratelimit = 10/60s | off */
+    MW_RATELIMIT_KEY,      /* ratelimit_key = ip | header:X-Api-Key */
+    MW_RATELIMIT_MAX_KEYS, /* ratelimit_max_keys = 10000 */
+    MW_CACHE,              /* cache = 30s | off */
+    MW_CACHE_VARY,         /* cache_vary = Accept-Language, X-Tenant */
+    MW_CACHE_STATUS,       /* cache_status = 200 301 404 */
+    MW_USE,                /* use = auth, audit */
+    MW_KEYS
+};
+
+#define CONFIG_LIST_MAX 16 /* names in cache_vary or use, statuses in cache_status */
+
+/* Middleware settings of a [plugin] or [route] section. A key applies only where line[key] is
+   set; a [route] setting overrides its plugin's, which overrides the route's own in the
+   code. "off" is ratelimit_n / cache_ms 0 with the line set. */
 struct config_mw {
-    uint64_t timeout_ms;  /* timeout: the handler's deadline */
-    int timeout_status;   /* timeout_status: the status sent when it passes (400..599) */
-    int timeout_line, status_line;
+    int line[MW_KEYS];       /* where each key was set; 0 = not in this section */
+    uint64_t timeout_ms;
+    int timeout_status;      /* 400..599 */
+    uint32_t ratelimit_n;    /* requests per ratelimit_ms */
+    uint64_t ratelimit_ms;
+    char *ratelimit_header;  /* ratelimit_key = header:NAME; NULL = the client address */
+    size_t ratelimit_max_keys;
+    uint64_t cache_ms;
+    char *cache_vary[CONFIG_LIST_MAX];
+    size_t ncache_vary;
+    int cache_status[CONFIG_LIST_MAX];
+    size_t ncache_status;
+    char *use[CONFIG_LIST_MAX];
+    size_t nuse;
+};
+
+/* A network in [server] trusted_proxies: family AF_INET or AF_INET6, bits of addr that
+   must match. */
+struct config_cidr {
+    int family;
+    unsigned bits;
+    unsigned char addr[16];
 };
 
 struct config_plugin {
@@ -80,6 +117,9 @@ struct config {
     char *access_log;     /* NULL = off, "stdout", or a file path */
     size_t coroutine_stack; /* usable bytes per coroutine stack; default 64k, 16k..64m */
     unsigned threads;     /* sq_run_in_thread pool, 1..1024; default ("auto") CPUs online */
+    struct config_cidr *trusted; /* trusted_proxies: peers whose X-Forwarded-For counts */
+    size_t ntrusted;
+    size_t cache_max_bytes; /* the response cache and sq_cache_* store; default 64m */
     struct config_plugin *plugins;
     size_t nplugins;
     struct config_route *routes;
@@ -106,6 +146,9 @@ const char *config_plugin_get(const struct config_plugin *p, const char *key);
 
 /* "64k" -> 65536. Returns 0, or -1 when s is not a size. */
 int config_parse_size(const char *s, size_t *out);
+
+/* Whether the address (family AF_INET/AF_INET6, 4 or 16 bytes) is in one of the networks. */
+int config_cidr_match(const struct config_cidr *nets, size_t n, int family, const void *addr);
 
 /* "500ms" -> 500, "2s" -> 2000, "1m" -> 60000, "3" -> 3000. Returns 0 or -1. */
 int config_parse_duration(const char *s, uint64_t *ms);

@@ -27,6 +27,7 @@
 
 #include "async.h"
 #include "list.h"
+#include "middleware.h"
 #include "request.h"
 #include "server.h"
 
@@ -285,11 +286,15 @@ static void conn_run_handler(struct conn *c, struct sq_req *r)
     co->on_done = on_handler_done;
     co->done_data = c;
     r->coro = co;
-    if (r->route->timeout_ms) {
-        co->deadline = loop_now_us(c->srv->loop) + r->route->timeout_ms * 1000;
-        timer_set(c, TIMER_HANDLER, r->route->timeout_ms);
-    }
     coro_resume(co);
+}
+
+void conn_arm_timeout(struct sq_req *r, uint64_t ms)
+{
+    struct conn *c = (struct conn *)((char *)r - offsetof(struct conn, req));
+
+    r->coro->deadline = loop_now_us(c->srv->loop) + ms * 1000;
+    timer_set(c, TIMER_HANDLER, ms);
 }
 
 static void conn_route(struct conn *c, struct sq_req *r)
@@ -326,6 +331,9 @@ static struct sq_req *conn_request(struct conn *c)
     r->out = &c->out;
     r->date = &c->srv->date;
     r->peer = &c->peer;
+    r->trusted = c->srv->cfg->trusted;
+    r->ntrusted = c->srv->cfg->ntrusted;
+    r->client_family = 0;
     r->body = NULL;
     r->body_len = 0;
     r->json = NULL;
@@ -335,6 +343,9 @@ static struct sq_req *conn_request(struct conn *c)
     r->status = 0;
     r->reply_len = 0;
     r->head = r->close = r->keep_alive = false;
+    r->mw_passed = 0;
+    r->in_after = false;
+    r->mw_cache = NULL;
     return r;
 }
 
@@ -369,6 +380,8 @@ static void conn_request_end(struct conn *c)
         conn_log_access(c, r);
     if (r->close)
         c->closing = true;
+    if (r->mw_passed)
+        middleware_end(r);
     request_done(r);
     arena_reset(&c->arena);
     c->rpos += c->used;

@@ -131,3 +131,18 @@ void accesslog_close(struct accesslog *al)
         close(al->fd);
     free(al);
 }
+
+/* Appends one formatted line to err (lines separated by '\n'). */
+void err_add(char *err, size_t errlen, const char *fmt, ...)
+{
+    size_t n = strlen(err);
+    va_list ap;
+
+    if (n + 2 >= errlen)
+        return;
+    if (n)
+        err[n++] = '\n';
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - n, fmt, ap);
+    va_end(ap);
+}

@@ -13,6 +13,10 @@
 /* Messages above this level are dropped; SQ_LOG_INFO unless SQUALL_LOG=debug|warn|error. */
 void log_init(void);
 
+/* Appends one formatted line to err[0..errlen) (lines separated by '\n'): how start-up
+   errors are gathered, all of them in one run. */
+void err_add(char *err, size_t errlen, const char *fmt, ...) SQ_PRINTF(3, 4);
+
 /* One line on stderr: "2026-11-21T15:34:00Z [level] who: message". who may be NULL. */
 void log_msg(int level, const char *who, const char *fmt, ...) SQ_PRINTF(3, 4);
 void log_vmsg(int level, const char *who, const char *fmt, va_list ap) SQ_PRINTF(3, 0);

@@ -79,12 +79,6 @@ static int mount_routes(struct sq_plugin_ctx *p, struct router *router, char *wh
         int rc = router_add(router, rt->method, full, e, rerr, sizeof(rerr));
         e->plugin = p;
         e->route = rt;
-        e->timeout_status = 408;
-        /* A plugin built before the field existed has shorter routes: nothing to read. */
-        if (p->desc->route_size >= offsetof(sq_route, timeout_ms) + sizeof(int) &&
-            rt->timeout_ms > 0)
-            e->timeout_ms = (uint64_t)rt->timeout_ms;
-        route_entry_configure(e, &p->cfg->mw);
         e->label = xmalloc(strlen(rt->method) + strlen(full) + 2);
         sprintf(e->label, "%s %s", rt->method, full);
         free(full);
@@ -131,7 +125,9 @@ static int run_init(struct sq_plugin_ctx *p, char *why, size_t len)
 {
     if (p->desc->init) {
         plugin_current = p;
+        p->in_init = 1;
         int rc = p->desc->init(p);
+        p->in_init = 0;
         plugin_current = NULL;
         if (rc != 0) {
             snprintf(why, len, "init failed (returned %d)", rc);
@@ -175,19 +171,16 @@ void plugin_unload(struct sq_plugin_ctx *p)
     for (size_t i = 0; i < p->nroutes; i++)
         free(p->routes[i].label);
     free(p->routes);
+    for (struct mw_def *d = p->middleware, *next; d; d = next) {
+        next = d->next;
+        free(d->name);
+        free(d);
+    }
     if (p->dl)
         dlclose(p->dl);
     free(p->name);
     free(p->path);
     free(p);
-}
-
-void route_entry_configure(struct route_entry *e, const struct config_mw *mw)
-{
-    if (mw->timeout_ms)
-        e->timeout_ms = mw->timeout_ms;
-    if (mw->timeout_status)
-        e->timeout_status = mw->timeout_status;
 }
 
 /* ---- SDK: the plugin instance ---- */

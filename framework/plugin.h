@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "middleware.h"
 #include "router.h"
 #include "squall.h"
 
@@ -15,12 +16,11 @@ struct route_entry {
     struct sq_plugin_ctx *plugin;
     const sq_route *route;
     char *label;         /* "GET /mount/pattern", for logs */
-    uint64_t timeout_ms; /* the handler's deadline: code, then [plugin], then [route] */
+    const struct config_mw *cfg_route; /* its [route METHOD PATH] settings, or NULL */
+    struct mw_chain *chain;            /* NULL = no middleware */
+    uint64_t timeout_ms; /* the handler's deadline (middleware_build), 0 = none */
     int timeout_status;
 };
-
-/* Applies a section's middleware settings over what e has so far. */
-void route_entry_configure(struct route_entry *e, const struct config_mw *mw);
 
 /* A loaded plugin instance; the SDK's sq_plugin_ctx. */
 struct sq_plugin_ctx {
@@ -32,7 +32,9 @@ struct sq_plugin_ctx {
     void *data;                      /* sq_plugin_set_data */
     struct route_entry *routes;
     size_t nroutes;
+    struct mw_def *middleware; /* what it provides (sq_middleware_add) */
     int initialized;
+    int in_init;
 };
 
 /*

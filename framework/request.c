@@ -12,6 +12,7 @@
 
 #include "async.h"
 #include "log.h"
+#include "middleware.h"
 
 static __thread char errmsg[256];
 
@@ -196,15 +197,96 @@ json_t *sq_body_json(sq_req *r)
     return r->json;
 }
 
+/* The address written in s[0..n) (blanks around it allowed) into addr; its family or 0. */
+static int parse_addr(const char *s, size_t n, unsigned char *addr)
+{
+    char tmp[INET6_ADDRSTRLEN];
+
+    while (n && (*s == ' ' || *s == '\t'))
+        s++, n--;
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n >= sizeof(tmp))
+        return 0;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    if (inet_pton(AF_INET, tmp, addr) == 1)
+        return AF_INET;
+    return inet_pton(AF_INET6, tmp, addr) == 1 ? AF_INET6 : 0;
+}
+
+static bool trusted(const struct sq_req *r, int family, const unsigned char *addr)
+{
+    return config_cidr_match(r->trusted, r->ntrusted, family, addr);
+}
+
+/* Walks the X-Forwarded-For entries from the right (the last header's last entry is the
+   one the trusted peer added): the client is the first one not itself a trusted proxy. An
+   entry that is not an address ends the walk at the last trusted hop. Returns whether the
+   header was there. */
+static bool forwarded_for(struct sq_req *r)
+{
+    bool found = false;
+
+    for (size_t i = r->http->nheaders; i-- > 0;) {
+        const struct http1_header *h = &r->http->headers[i];
+        if (h->name_len != 15 || strncasecmp(h->name, "X-Forwarded-For", 15) != 0)
+            continue;
+        found = true;
+        for (size_t end = h->value_len; end > 0;) {
+            const char *comma = memrchr(h->value, ',', end);
+            size_t start = comma ? (size_t)(comma - h->value) + 1 : 0;
+            unsigned char a[16];
+            int family = parse_addr(h->value + start, end - start, a);
+            if (!family)
+                return true;
+            r->client_family = family;
+            memcpy(r->client_addr, a, sizeof(a));
+            if (!trusted(r, family, a))
+                return true;
+            end = comma ? start - 1 : 0;
+        }
+    }
+    return found;
+}
+
+int request_client_addr(struct sq_req *r, const unsigned char **addr)
+{
+    const struct sockaddr_storage *ss = r->peer;
+
+    *addr = r->client_addr;
+    if (r->client_family || !ss)
+        return r->client_family;
+    if (ss->ss_family == AF_INET) {
+        memcpy(r->client_addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        r->client_family = AF_INET;
+    } else if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        bool v4 = IN6_IS_ADDR_V4MAPPED(a6); /* an IPv4 client of a dual-stack listener */
+        memcpy(r->client_addr, v4 ? &a6->s6_addr[12] : a6->s6_addr, v4 ? 4 : 16);
+        r->client_family = v4 ? AF_INET : AF_INET6;
+    }
+    if (r->client_family && r->ntrusted && trusted(r, r->client_family, r->client_addr) &&
+        !forwarded_for(r)) {
+        const char *real = sq_header(r, "X-Real-IP");
+        unsigned char a[16];
+        int family = real ? parse_addr(real, strlen(real), a) : 0;
+        if (family) {
+            r->client_family = family;
+            memcpy(r->client_addr, a, sizeof(a));
+        }
+    }
+    return r->client_family;
+}
+
 const char *sq_remote_addr(sq_req *r)
 {
     char tmp[INET6_ADDRSTRLEN] = "unknown";
-    const struct sockaddr_storage *ss = r->peer;
+    const unsigned char *addr;
+    int family = request_client_addr(r, &addr);
 
-    if (ss && ss->ss_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, tmp, sizeof(tmp));
-    else if (ss && ss->ss_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, tmp, sizeof(tmp));
+    if (family)
+        inet_ntop(family, addr, tmp, sizeof(tmp));
     return arena_strndup(r->arena, tmp, strlen(tmp));
 }
 
@@ -221,6 +303,18 @@ static bool header_ok(const char *name, const char *value)
     if (!*name || name[strcspn(name, "()<>@,;:\\\"/[]?={} \t\r\n")] != '\0')
         return false;
     return value[strcspn(value, "\r\n")] == '\0';
+}
+
+void request_add_header(struct sq_req *r, const char *name, const char *value)
+{
+    struct response_header *h = arena_alloc(r->arena, sizeof(*h));
+
+    if (!h)
+        return; /* out of memory: the reply goes without it */
+    h->name = name;
+    h->value = value;
+    h->next = r->headers;
+    r->headers = h;
 }
 
 int sq_reply_header(sq_req *r, const char *name, const char *value)
@@ -250,8 +344,9 @@ int sq_reply(sq_req *r, int status, const char *content_type, const void *body, 
         errmsg_set("the client is gone: the reply is dropped");
         return SQ_ECANCELED;
     }
-    if (r->status) {
-        errmsg_set("the request already has a reply");
+    if (r->status || r->in_after) {
+        errmsg_set(r->in_after ? "a middleware's after hook cannot reply"
+                               : "the request already has a reply");
         return SQ_EALREADY;
     }
     if (status < 200 || status > 599 || (len && !body) ||
@@ -270,6 +365,12 @@ int sq_reply(sq_req *r, int status, const char *content_type, const void *body, 
         .close = r->close,
         .keep_alive = r->keep_alive,
     };
+    if (r->mw_passed) { /* the links may look at the reply and add headers */
+        r->in_after = true;
+        middleware_after(r, &resp);
+        r->in_after = false;
+        resp.headers = r->headers;
+    }
     response_write(r->out, r->date, &resp);
     r->status = status;
     r->reply_len = len;
@@ -320,8 +421,10 @@ void request_reply_error(struct sq_req *r, int status, const char *msg)
 void request_run(struct sq_req *r)
 {
     const struct route_entry *e = r->route;
+    int rc = e->chain ? middleware_before(r) : MW_NEXT;
 
-    int rc = e->route->handler(r);
+    if (rc == MW_NEXT && !r->status && !r->dropped)
+        rc = e->route->handler(r);
     if (r->status || r->dropped)
         return;
     if (rc >= 400 && rc <= 599) {

@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "buf.h"
+#include "config.h"
 #include "http1.h"
 #include "plugin.h"
 #include "response.h"
@@ -23,6 +24,10 @@ struct sq_req {
     struct buf *out;                  /* the connection's output: the reply goes here */
     struct response_date *date;       /* the host's, brought up to date by each reply */
     const struct sockaddr_storage *peer;
+    const struct config_cidr *trusted; /* [server] trusted_proxies */
+    size_t ntrusted;
+    int client_family;                /* request_client_addr's answer, once asked: */
+    unsigned char client_addr[16];    /* AF_INET/AF_INET6 and 4 or 16 bytes; 0 = unknown */
     const char *body;                 /* NULL when there is none */
     size_t body_len;
     json_t *json;                     /* sq_body_json's parse, freed by request_done */
@@ -34,6 +39,9 @@ struct sq_req {
     bool head;                        /* HEAD: the reply has no body */
     bool close;                       /* the connection closes after this reply */
     bool keep_alive;                  /* HTTP/1.0 keep-alive: say so in the reply */
+    bool in_after;                    /* middleware after hooks run: no reply now */
+    size_t mw_passed;                 /* links of the route's chain that passed it on */
+    void *mw_cache;                   /* the cache link's state for this request */
 };
 
 /* Calls the route's handler and makes sure exactly one reply is rendered to r->out. */
@@ -42,6 +50,18 @@ void request_run(struct sq_req *r);
 /* Renders an error reply {"error": msg} (msg NULL = the reason phrase) with extra headers
    already added. */
 void request_reply_error(struct sq_req *r, int status, const char *msg);
+
+/* Adds a reply header without copying: name and value must outlive the reply (static, or
+   in the request's arena). */
+void request_add_header(struct sq_req *r, const char *name, const char *value);
+
+/*
+ * The client's address: the peer's, or when the peer is one of the trusted proxies, the one
+ * it forwards (the rightmost X-Forwarded-For entry that is not itself a trusted proxy, else
+ * X-Real-IP). Returns AF_INET or AF_INET6 with 4 or 16 bytes in addr, or 0 when unknown
+ * (e.g. a Unix socket). Worked out once per request.
+ */
+int request_client_addr(struct sq_req *r, const unsigned char **addr);
 
 /* Releases what the request holds (its parsed JSON); the arena is the caller's to reset. */
 void request_done(struct sq_req *r);

@@ -27,22 +27,6 @@
 #define LISTEN_BACKLOG 4096
 #define SERVER_DRAIN_MS 5000 /* for cancelled coroutines to end at shutdown */
 
-/* Appends one formatted line to err (lines separated by '\n'). */
-static void err_add(char *err, size_t errlen, const char *fmt, ...) SQ_PRINTF(3, 4);
-static void err_add(char *err, size_t errlen, const char *fmt, ...)
-{
-    size_t n = strlen(err);
-    va_list ap;
-
-    if (n + 2 >= errlen)
-        return;
-    if (n)
-        err[n++] = '\n';
-    va_start(ap, fmt);
-    vsnprintf(err + n, errlen - n, fmt, ap);
-    va_end(ap);
-}
-
 uint64_t server_now_ms(struct server *srv)
 {
     struct timeval tv;
@@ -240,14 +224,14 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
     for (size_t i = 0; i < cfg->nroutes && !failed; i++) {
         struct route_entry *e = route_find(srv, &cfg->routes[i]);
         if (e) {
-            route_entry_configure(e, &cfg->routes[i].mw);
+            e->cfg_route = &cfg->routes[i].mw;
             continue;
         }
         err_add(err, errlen, "%s:%d: [route %s %s] matches no plugin's route", cfg->file,
                 cfg->routes[i].line, cfg->routes[i].method, cfg->routes[i].path);
         failed = -1;
     }
-    return failed;
+    return failed ? failed : middleware_build(srv, err, errlen);
 }
 
 /* ---- Loop ---- */
@@ -320,6 +304,7 @@ struct server *server_new(struct config *cfg, int flags, char *err, size_t errle
     if (srv->base) {
         srv->loop = loop_new(srv->base, cfg->coroutine_stack, cfg->threads);
         loop_current = srv->loop; /* plugins' init may start tasks and timers */
+        middleware_init(srv);
     }
     if (!srv->base || server_load_plugins(srv, err, errlen) < 0 ||
         server_events(srv, flags, err, errlen) < 0 ||
@@ -383,6 +368,8 @@ void server_free(struct server *srv)
     if (srv->loop && loop_drain(srv->loop, SERVER_DRAIN_MS) > 0)
         log_error("%zu coroutines did not end after cancellation", srv->loop->live);
     conn_free_spares(srv);
+    if (srv->loop)
+        middleware_free(srv);
     for (size_t i = srv->nplugins; i-- > 0;)
         plugin_unload(srv->plugins[i]);
     free(srv->plugins);

@@ -19,6 +19,7 @@
 #include "router.h"
 
 struct conn;
+struct mw_zone;
 
 struct listener {
     struct server *srv;
@@ -34,6 +35,7 @@ struct server {
     struct router *router;
     struct sq_plugin_ctx **plugins;
     size_t nplugins;
+    struct mw_zone *zones;  /* rate-limit zones (middleware.c) */
     struct listener *listeners;
     size_t nlisteners;
     struct accesslog *accesslog; /* NULL when off */

@@ -81,12 +81,21 @@ typedef int (*sq_handler_fn)(sq_req *r);
  * {"error":"Request timeout"} (`timeout_status` in plugins.conf changes the status), the
  * handler's pending await returns SQ_ETIMEDOUT, and whatever it replies afterwards is
  * dropped. `timeout = 5s` in the plugin's or the route's section of plugins.conf overrides it.
+ *
+ * ratelimit: "N/PERIOD" ("10/60s", "100/1s") requests per client address (NULL = none);
+ * the 429 reply and headers are described with `ratelimit` in plugins.conf, which overrides
+ * it (`ratelimit = off` turns it off).
+ *
+ * cache_ttl_s: GET/HEAD replies of status 200 are cached for this many seconds (0 = not
+ * cached); `cache = 30s` / `cache = off` in plugins.conf overrides it.
  */
 typedef struct sq_route {
     const char *method;
     const char *path;
     sq_handler_fn handler;
     int timeout_ms;
+    const char *ratelimit;
+    int cache_ttl_s;
 } sq_route;
 
 /*
@@ -205,6 +214,61 @@ void *sq_plugin_get_data(sq_plugin_ctx *ctx);
 
 /* The instance serving request r. */
 sq_plugin_ctx *sq_req_plugin(sq_req *r);
+
+/* ---- Middleware -----------------------------------------------------------------------
+ * A plugin may provide middleware (authentication, auditing, ...) that routes of any
+ * plugin use by name: `use = auth` in their [plugin] or [route] section. On a route it
+ * runs after the rate limit and before the response cache and the handler, in the order
+ * `use` lists. */
+
+/* What a middleware's before function returns to pass the request on. */
+#define SQ_NEXT 0
+
+/*
+ * Runs before the handler, in the handler's coroutine (it may await). Returns SQ_NEXT to
+ * pass the request on; or replies (sq_reply*) and returns 0 to stop there; or returns an
+ * HTTP status >= 400 without replying, which the host renders as {"error":"<reason>"}.
+ */
+typedef int (*sq_before_fn)(sq_req *r, void *arg);
+
+/*
+ * Runs on every reply to a request that before passed on (whoever made the reply: the
+ * handler, a later middleware, the timeout), just before it is sent: status is the reply's,
+ * and sq_reply_header may add headers; it cannot reply or await.
+ */
+typedef void (*sq_after_fn)(sq_req *r, int status, void *arg);
+
+/*
+ * Registers middleware `name` (letters, digits, '_', '-') provided by this plugin; call it
+ * from init. before or after may be NULL. arg is passed to both and stays the plugin's.
+ * Returns 0; SQ_EINVAL on a bad name or outside init; SQ_EALREADY when this plugin already
+ * provides that name (two plugins providing one name is an error at start).
+ */
+int sq_middleware_add(sq_plugin_ctx *ctx, const char *name, sq_before_fn before,
+                      sq_after_fn after, void *arg);
+
+/* ---- Cache ----------------------------------------------------------------------------
+ * A key/value store with a TTL per entry, in memory, for a plugin's own data (the
+ * AsyncCache pattern): the same store as the response cache, bounded by [server]
+ * cache_max_bytes with least-recently-used eviction, so an entry may go before its TTL.
+ * Keys are per plugin (two plugins' "user:1" are different entries) and survive a hot
+ * reload of the plugin. Per process: with several workers each has its own. Expired
+ * entries are swept periodically and on access. */
+
+/* Stores a copy of value[0..len) under key for ttl_ms milliseconds (> 0), replacing any
+   entry. 0; SQ_EINVAL (bad arguments, no plugin running, or larger than the store). */
+int sq_cache_set(const char *key, const void *value, size_t len, uint64_t ttl_ms);
+
+/* A copy of the live value under key, NUL-terminated (so text can be used as a string),
+   with *len (may be NULL) set to its length; in the running coroutine's memory, freed when
+   it ends. NULL when absent or expired (sq_errmsg says so), or outside a coroutine. */
+const void *sq_cache_get(const char *key, size_t *len);
+
+/* Removes the entry. 0, or SQ_EINVAL when there was none. */
+int sq_cache_del(const char *key);
+
+/* Removes every entry of the running plugin. */
+void sq_cache_clear(void);
 
 /* ---- Coroutines and awaiting ----------------------------------------------------------
  * Every handler runs in its own coroutine, and so do tasks (sq_spawn), operations

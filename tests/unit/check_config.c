@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "../check_main.h"
@@ -383,13 +384,101 @@ START_TEST(test_middleware_keys)
     config_free(c);
 
     const char *bad = "[plugin a]\npath = /a.so\ntimeout = 0s\ntimeout_status = 200\n"
-                      "timeout = 1s\n[route GET /x]\ntimeout_status = abc\ncache = 1s\n";
+                      "timeout = 1s\n[route GET /x]\ntimeout_status = abc\nmount = /x\n";
     ck_assert_ptr_null(config_parse(bad, strlen(bad), "t.conf", err, sizeof err));
-    ck_assert_msg(strstr(err, "t.conf:3: bad duration '0s' for timeout"), "%s", err);
+    ck_assert_msg(strstr(err, "t.conf:3: timeout must be greater than 0"), "%s", err);
     ck_assert_msg(strstr(err, "t.conf:4: bad timeout_status '200'"), "%s", err);
     ck_assert_msg(strstr(err, "t.conf:5: duplicate key 'timeout' (first at line 3)"), "%s", err);
     ck_assert_msg(strstr(err, "t.conf:7: bad timeout_status 'abc'"), "%s", err);
-    ck_assert_msg(strstr(err, "t.conf:8: unknown key 'cache' in [route GET /x]"), "%s", err);
+    ck_assert_msg(strstr(err, "t.conf:8: unknown key 'mount' in [route GET /x]"), "%s", err);
+}
+END_TEST
+
+START_TEST(test_middleware_all_keys)
+{
+    const char *text = "[server]\ntrusted_proxies = 127.0.0.1, 10.0.0.0/8 ::1\n"
+                       "cache_max_bytes = 16m\n"
+                       "[plugin a]\npath = /a.so\nratelimit = 10/60s\n"
+                       "ratelimit_key = header:X-Api-Key\nratelimit_max_keys = 500\n"
+                       "cache = 30s\ncache_vary = Accept-Language, X-Tenant\n"
+                       "cache_status = 200 404\nuse = auth, audit\n"
+                       "[route GET /x]\nratelimit = off\ncache = off\n";
+    struct config *c = config_parse(text, strlen(text), "t.conf", err, sizeof err);
+
+    ck_assert_msg(c != NULL, "%s", err);
+    const struct config_mw *mw = &c->plugins[0].mw;
+    ck_assert_uint_eq(mw->ratelimit_n, 10);
+    ck_assert_uint_eq(mw->ratelimit_ms, 60000);
+    ck_assert_str_eq(mw->ratelimit_header, "X-Api-Key");
+    ck_assert_uint_eq(mw->ratelimit_max_keys, 500);
+    ck_assert_uint_eq(mw->cache_ms, 30000);
+    ck_assert_uint_eq(mw->ncache_vary, 2);
+    ck_assert_str_eq(mw->cache_vary[1], "X-Tenant");
+    ck_assert_uint_eq(mw->ncache_status, 2);
+    ck_assert_int_eq(mw->cache_status[1], 404);
+    ck_assert_uint_eq(mw->nuse, 2);
+    ck_assert_str_eq(mw->use[0], "auth");
+    ck_assert_int_eq(mw->line[MW_USE], 12);
+    mw = &c->routes[0].mw;
+    ck_assert_int_ne(mw->line[MW_RATELIMIT], 0);
+    ck_assert_uint_eq(mw->ratelimit_n, 0);
+    ck_assert_int_ne(mw->line[MW_CACHE], 0);
+    ck_assert_uint_eq(mw->cache_ms, 0);
+    ck_assert_int_eq(mw->line[MW_TIMEOUT], 0);
+    ck_assert_uint_eq(c->ntrusted, 3);
+    ck_assert_uint_eq(c->cache_max_bytes, 16 * 1024 * 1024);
+    unsigned char a[16] = {10, 1, 2, 3}, b[16] = {11, 0, 0, 1}, v6[16] = {0};
+    v6[15] = 1;
+    ck_assert_int_eq(config_cidr_match(c->trusted, c->ntrusted, AF_INET, a), 1);
+    ck_assert_int_eq(config_cidr_match(c->trusted, c->ntrusted, AF_INET, b), 0);
+    ck_assert_int_eq(config_cidr_match(c->trusted, c->ntrusted, AF_INET6, v6), 1);
+    v6[15] = 2;
+    ck_assert_int_eq(config_cidr_match(c->trusted, c->ntrusted, AF_INET6, v6), 0);
+    config_free(c);
+
+    ck_parse_error("[plugin a]\npath = /a.so\nratelimit = 10\n",
+                   "plugins.conf:3: bad ratelimit '10'");
+    ck_parse_error("[plugin a]\npath = /a.so\nratelimit_key = cookie:x\n",
+                   "plugins.conf:3: bad ratelimit_key 'cookie:x' (use ip or header:NAME)");
+    ck_parse_error("[plugin a]\npath = /a.so\ncache = forever\n",
+                   "plugins.conf:3: bad duration 'forever' for cache");
+    ck_parse_error("[plugin a]\npath = /a.so\ncache_vary = Bad:Name\n",
+                   "plugins.conf:3: bad header name 'Bad:Name' in cache_vary");
+    ck_parse_error("[plugin a]\npath = /a.so\ncache_status = 200 99\n",
+                   "plugins.conf:3: bad status '99' in cache_status (200..599)");
+    ck_parse_error("[plugin a]\npath = /a.so\nuse = ,\n", "plugins.conf:3: empty list for use");
+    ck_parse_error("[server]\ntrusted_proxies = 10.0.0.0/33\n",
+                   "plugins.conf:2: bad address '10.0.0.0/33' in trusted_proxies");
+    ck_parse_error("[server]\ntrusted_proxies = example.com\n",
+                   "plugins.conf:2: bad address 'example.com' in trusted_proxies");
+}
+END_TEST
+
+START_TEST(test_database)
+{
+    const char *text = "[database]\ndsn = embedded\npool_size = 4\nstatement_timeout = 2s\n";
+    struct config *c = config_parse(text, strlen(text), "/etc/sq/plugins.conf", err, sizeof err);
+
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_str_eq(c->db.dsn, "embedded");
+    ck_assert_uint_eq(c->db.pool_size, 4);
+    ck_assert_uint_eq(c->db.statement_timeout_ms, 2000);
+    ck_assert_uint_eq(c->db.connect_timeout_ms, 5000);
+    ck_assert_uint_eq(c->db.pool_wait_timeout_ms, 5000);
+    ck_assert_str_eq(c->db.embedded_dir, "/etc/sq/var/pg");
+    config_free(c);
+    c = parse("[server]\n");
+    ck_assert_ptr_null(c->db.dsn);
+    config_free(c);
+
+    ck_parse_error("[database]\npool_size = 4\n",
+                   "plugins.conf:1: [database] has no dsn (use dsn = embedded, or a libpq conninfo)");
+    ck_parse_error("[database]\ndsn = embedded\n[database]\n",
+                   "plugins.conf:3: duplicate section [database] (first at line 1)");
+    ck_parse_error("[database]\ndsn = embedded\nhost = x\n",
+                   "plugins.conf:3: unknown key 'host' in [database]");
+    ck_parse_error("[database]\ndsn = embedded\npool_size = 0\n",
+                   "plugins.conf:3: bad pool_size '0' (use 1..1024 or auto)");
 }
 END_TEST
 
@@ -401,7 +490,7 @@ START_TEST(test_plugin)
                        "path = build/plugins/hello.so\n"
                        "mount = /api/\n"
                        "timeout = 2s\n"
-                       "ratelimit = 100/1s\n"
+                       "color = blue\n"
                        "empty =\n"
                        "\n"
                        "[plugin other-2_x]\n"
@@ -418,10 +507,10 @@ START_TEST(test_plugin)
     ck_assert_uint_eq(p->nkv, 2); /* timeout is the middleware's, not a free key */
     ck_assert_uint_eq(p->mw.timeout_ms, 2000);
     ck_assert_int_eq(p->mw.timeout_status, 0);
-    ck_assert_str_eq(p->kv[0].key, "ratelimit");
+    ck_assert_str_eq(p->kv[0].key, "color");
     ck_assert_int_eq(p->kv[0].line, 5);
     ck_assert_ptr_null(config_plugin_get(p, "timeout"));
-    ck_assert_pstr_eq(config_plugin_get(p, "ratelimit"), "100/1s");
+    ck_assert_pstr_eq(config_plugin_get(p, "color"), "blue");
     ck_assert_pstr_eq(config_plugin_get(p, "empty"), "");
     ck_assert_ptr_null(config_plugin_get(p, "path"));
     ck_assert_ptr_null(config_plugin_get(p, "nope"));
@@ -522,8 +611,8 @@ END_TEST
 
 START_TEST(test_route_errors)
 {
-    ck_parse_error("[route GET /x]\ncache = 30s\n",
-                   "plugins.conf:2: unknown key 'cache' in [route GET /x]");
+    ck_parse_error("[route GET /x]\npath = /x.so\n",
+                   "plugins.conf:2: unknown key 'path' in [route GET /x]");
     ck_parse_error("[route GET /x]\n[route POST /x]\n[route GET /x]\n",
                    "plugins.conf:3: duplicate route 'GET /x' (first at line 1)");
     ck_parse_error("[route GET]\n", "plugins.conf:1: expected [route METHOD PATH]");
@@ -540,7 +629,7 @@ END_TEST
 START_TEST(test_syntax_errors)
 {
     ck_parse_error("workers = 2\n", "plugins.conf:1: key 'workers' outside any section");
-    ck_parse_error("[database]\ndsn = x\n", "plugins.conf:1: unknown section [database]");
+    ck_parse_error("[databases]\n", "plugins.conf:1: unknown section [databases]");
     ck_parse_error("[foo]\n", "plugins.conf:1: unknown section [foo]");
     ck_parse_error("[Server]\n", "plugins.conf:1: unknown section [Server]");
     ck_parse_error("[server\n", "plugins.conf:1: missing ']' in section header");
@@ -734,6 +823,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_error_buffer_small);
     tcase_add_test(tc, test_comments_and_quoting);
     tcase_add_test(tc, test_load_file);
+    tcase_add_test(tc, test_middleware_all_keys);
+    tcase_add_test(tc, test_database);
     suite_add_tcase(s, tc);
     return s;
 }
