@@ -16,7 +16,8 @@
 # this VM disturb less than req/s.
 #
 # Cases: plaintext (GET /plaintext, -t1 -c64), json (GET /json, -t1 -c64), pipelined
-# (GET /plaintext, -t1 -c256, pipeline.lua depth 16).
+# (GET /plaintext, -t1 -c256, pipeline.lua depth 16), cachehit (old GET /plaintext, new
+# GET /json: for a new whose /json is served from the response cache, bench/middleware.sh).
 #
 # Noise: each run also measures the CPU time that neither the server nor wrk used (from
 # /proc/stat, as % of one CPU); a round where that exceeds NOISE in either run is run
@@ -137,11 +138,14 @@ for c in $CASES; do
         plaintext) path=/plaintext conns=64 depth=1 ;;
         json) path=/json conns=64 depth=1 ;;
         pipelined) path=/plaintext conns=256 depth=16 ;;
+        cachehit) path=/plaintext conns=64 depth=1 ;;
         *) die "unknown case $c" ;;
     esac
+    declare -A P=([old]=$path [new]=$path)
+    [ "$c" = cachehit ] && P[new]=/json
     declare -A R=([old]="" [new]="") NZ=([old]="" [new]="") U=([old]="" [new]="")
     for b in old new; do # warm-up, not counted: connections, caches, the CPU's clock
-        DURATION=1 run_wrk "${BASE[$b]}$path" "$conns" "$depth" "${PID[$b]}" >/dev/null
+        DURATION=1 run_wrk "${BASE[$b]}${P[$b]}" "$conns" "$depth" "${PID[$b]}" >/dev/null
     done
     discarded=0
     for r in $(seq "$ROUNDS"); do
@@ -149,7 +153,7 @@ for c in $CASES; do
         if [ "$RESTART" = 1 ]; then
             restart_all
             for b in old new; do
-                DURATION=1 run_wrk "${BASE[$b]}$path" "$conns" "$depth" "${PID[$b]}" >/dev/null
+                DURATION=1 run_wrk "${BASE[$b]}${P[$b]}" "$conns" "$depth" "${PID[$b]}" >/dev/null
             done
         fi
         for try in $(seq 0 "$RETRIES"); do
@@ -157,7 +161,7 @@ for c in $CASES; do
             noisy=
             for b in $order; do
                 # shellcheck disable=SC2046 # three words: req/s other% cpu_us
-                set -- $(run_wrk "${BASE[$b]}$path" "$conns" "$depth" "${PID[$b]}")
+                set -- $(run_wrk "${BASE[$b]}${P[$b]}" "$conns" "$depth" "${PID[$b]}")
                 V[$b]=$1 O[$b]=$2 C[$b]=$3
                 [ "$2" -gt "$NOISE" ] && noisy="$noisy $b:$2%"
             done

@@ -132,30 +132,42 @@ static void flight_end(struct mw_cache *mc, struct cache_req *st, bool filled)
 
 /* ---- The link ---- */
 
+static char *put(char *p, const char *s, size_t n)
+{
+    if (n) /* s may be NULL then */
+        memcpy(p, s, n);
+    return p + n;
+}
+
 /* The request's key in its arena; NULL when out of memory. */
 static char *request_key(struct sq_req *r, const struct mw_cache_route *cr, size_t *len)
 {
     const struct http1_request *h = r->http;
     const char *host = sq_header(r, "Host"), *vary[CONFIG_LIST_MAX];
-    size_t n = 5 + (host ? strlen(host) : 0) + 1 + h->path_len + 1 + h->query_len;
+    size_t hlen = host ? strlen(host) : 0, vlen[CONFIG_LIST_MAX];
+    size_t n = 5 + hlen + 1 + h->path_len + 1 + h->query_len;
 
     for (size_t i = 0; i < cr->nvary; i++) {
         vary[i] = sq_header(r, cr->vary[i]);
-        n += 2 + (vary[i] ? strlen(vary[i]) : 0);
+        vlen[i] = vary[i] ? strlen(vary[i]) : 0;
+        n += 2 + vlen[i];
     }
     char *key = arena_alloc(r->arena, n), *p = key;
     if (!key)
         return NULL;
-    p += sprintf(p, "RGET%c%s%c", 0, host ? host : "", 0);
-    memcpy(p, h->path, h->path_len);
-    p += h->path_len;
+    p = put(p, "RGET", 5); /* with its NUL */
+    p = put(p, host, hlen);
+    *p++ = '\0';
+    p = put(p, h->path, h->path_len);
     if (h->query) {
         *p++ = '?';
-        memcpy(p, h->query, h->query_len);
-        p += h->query_len;
+        p = put(p, h->query, h->query_len);
     }
-    for (size_t i = 0; i < cr->nvary; i++) /* absent and empty differ: "\0-" vs "\0+" */
-        p += sprintf(p, "%c%c%s", 0, vary[i] ? '+' : '-', vary[i] ? vary[i] : "");
+    for (size_t i = 0; i < cr->nvary; i++) { /* absent and empty differ: "\0-" vs "\0+" */
+        *p++ = '\0';
+        *p++ = vary[i] ? '+' : '-';
+        p = put(p, vary[i], vlen[i]);
+    }
     *len = (size_t)(p - key);
     return key;
 }
@@ -190,9 +202,7 @@ static bool serve_hit(struct sq_req *r, struct mw_cache *mc, const struct cache_
     }
     if (s.nheaders)
         r->headers = hs;
-    char tmp[24];
-    snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)(age_ms / 1000));
-    const char *age = arena_strndup(r->arena, tmp, strlen(tmp));
+    const char *age = request_u64(r, age_ms / 1000);
     if (age)
         request_add_header(r, "Age", age);
     request_add_header(r, "X-Cache", "HIT");

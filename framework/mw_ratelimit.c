@@ -66,10 +66,7 @@ static const char *zone_key(struct sq_req *r, const struct mw_zone *z, char *buf
 /* Adds header name: ms rounded up to whole seconds (or, with ms_to_s false, n as is). */
 static void add_number(struct sq_req *r, const char *name, uint64_t n, bool ms_to_s)
 {
-    char tmp[24];
-    int k = snprintf(tmp, sizeof(tmp), "%llu",
-                     (unsigned long long)(ms_to_s ? (n + 999) / 1000 : n));
-    char *v = arena_strndup(r->arena, tmp, (size_t)k);
+    const char *v = request_u64(r, ms_to_s ? (n + 999) / 1000 : n);
 
     if (v)
         request_add_header(r, name, v);

@@ -317,6 +317,16 @@ void request_add_header(struct sq_req *r, const char *name, const char *value)
     r->headers = h;
 }
 
+const char *request_u64(struct sq_req *r, uint64_t n)
+{
+    char tmp[21], *p = tmp + sizeof(tmp);
+
+    do
+        *--p = (char)('0' + n % 10);
+    while (n /= 10);
+    return arena_strndup(r->arena, p, (size_t)(tmp + sizeof(tmp) - p));
+}
+
 int sq_reply_header(sq_req *r, const char *name, const char *value)
 {
     if (r->status) {

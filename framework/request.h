@@ -55,6 +55,9 @@ void request_reply_error(struct sq_req *r, int status, const char *msg);
    in the request's arena). */
 void request_add_header(struct sq_req *r, const char *name, const char *value);
 
+/* n in decimal in the request's arena (for header values); NULL when out of memory. */
+const char *request_u64(struct sq_req *r, uint64_t n);
+
 /*
  * The client's address: the peer's, or when the peer is one of the trusted proxies, the one
  * it forwards (the rightmost X-Forwarded-For entry that is not itself a trusted proxy, else
