@@ -4,7 +4,7 @@
 
 CC       ?= cc
 SAN      ?= 0
-PKGS     := libevent jansson
+PKGS     := libevent jansson libpq
 CHECK    := check
 
 ifeq ($(SAN),1)

@@ -16,16 +16,29 @@ struct arena_chunk {
     char data[] __attribute__((aligned(ARENA_ALIGN)));
 };
 
+/* One arena_defer, allocated in the arena itself. */
+struct arena_cleanup {
+    struct arena_cleanup *next;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
 void arena_init(struct arena *a, void *buf, size_t size)
 {
     a->first = buf;
     a->first_size = size;
     a->chunks = NULL;
+    a->cleanups = NULL;
     arena_reset(a);
 }
 
 void arena_reset(struct arena *a)
 {
+    while (a->cleanups) { /* before the chunks: the list lives in them */
+        struct arena_cleanup *c = a->cleanups;
+        a->cleanups = c->next;
+        c->fn(c->arg);
+    }
     while (a->chunks) {
         struct arena_chunk *next = a->chunks->next;
         free(a->chunks);
@@ -60,6 +73,19 @@ void *arena_alloc(struct arena *a, size_t n)
     a->cur = c->data + n;
     a->end = c->data + size;
     return c->data;
+}
+
+int arena_defer(struct arena *a, void (*fn)(void *arg), void *arg)
+{
+    struct arena_cleanup *c = arena_alloc(a, sizeof(*c));
+
+    if (!c)
+        return -1;
+    c->fn = fn;
+    c->arg = arg;
+    c->next = a->cleanups;
+    a->cleanups = c;
+    return 0;
 }
 
 char *arena_strndup(struct arena *a, const char *s, size_t n)

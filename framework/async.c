@@ -166,6 +166,21 @@ struct coro *coro_current(void)
     return loop_current ? loop_current->current : NULL;
 }
 
+void coro_at_end(struct coro *co, struct coro_cleanup *c)
+{
+    c->next = co->cleanups;
+    co->cleanups = c;
+}
+
+void coro_at_end_remove(struct coro *co, struct coro_cleanup *c)
+{
+    for (struct coro_cleanup **p = &co->cleanups; *p; p = &(*p)->next)
+        if (*p == c) {
+            *p = c->next;
+            return;
+        }
+}
+
 struct arena *coro_arena(void)
 {
     struct coro *co = coro_current();
@@ -195,6 +210,11 @@ static void coro_main(void *arg)
             co->waits_children = true;
             coro_park(&w, -1, 0);
             co->waits_children = false;
+        }
+        while (co->cleanups) { /* may await: nocancel, no deadline */
+            struct coro_cleanup *c = co->cleanups;
+            co->cleanups = c->next;
+            c->fn(c);
         }
         co->done = true;
         coro_switch(&co->ctx, &l->main_ctx, NULL);
@@ -227,6 +247,7 @@ struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *ar
     co->label = "task";
     co->parent = co->children = co->sibling_prev = co->sibling_next = NULL;
     co->nchildren = 0;
+    co->cleanups = NULL;
     co->wait = NULL;
     co->deadline = 0;
     co->queued = co->done = co->cancelled = co->nocancel = co->waits_children = co->unavailable = false;

@@ -26,6 +26,7 @@
 #include "squall.h"
 
 struct coro;
+struct pg_pool;
 struct sq_plugin_ctx;
 struct mw_cache;
 
@@ -63,6 +64,7 @@ struct loop {
     struct threadpool *pool;  /* sq_run_in_thread, started on first use */
     struct mw_cache *cache;   /* the response cache and sq_cache_* store (middleware) */
     unsigned threads;
+    struct pg_pool *pg;       /* the PostgreSQL pool (pg.c); NULL without [database] */
 };
 
 /* The loop of this thread, or NULL. */
@@ -89,6 +91,13 @@ struct timeval us_tv(uint64_t us);
 
 typedef void (*coro_done_fn)(struct coro *co, void *data);
 
+/* Something a service must undo when a coroutine ends (coro_at_end), e.g. roll back the
+   transaction it left open. Embedded in the service's own state. */
+struct coro_cleanup {
+    void (*fn)(struct coro_cleanup *c);
+    struct coro_cleanup *next;
+};
+
 struct coro {
     struct coro_ctx ctx;
     struct coro_stack *stack;
@@ -114,6 +123,7 @@ struct coro {
     bool queued, done, cancelled, nocancel, waits_children;
     bool unavailable;              /* a service it used was down (pool timeout, outage):
                                       a handler that then fails to reply gets 503 */
+    struct coro_cleanup *cleanups; /* coro_at_end, newest first */
     char error[160];               /* sq_errmsg() when fn failed */
     struct arena own_arena;
     char arena_buf[512];
@@ -155,6 +165,17 @@ int coro_await_check(void);
 
 /* Ends w's park with result: its coroutine runs again from the run queue. */
 void coro_wake(struct coro_wait *w, int result);
+
+/*
+ * Runs c->fn(c) in co once its fn has returned and its operations have ended, before its
+ * on_done: in the coroutine itself, with nocancel set and no deadline, so it may await (a
+ * ROLLBACK). Cleanups run newest first. c must stay valid until it has run or has been
+ * taken back with coro_at_end_remove.
+ */
+void coro_at_end(struct coro *co, struct coro_cleanup *c);
+
+/* Takes c back (no-op when it is not registered on co). */
+void coro_at_end_remove(struct coro *co, struct coro_cleanup *c);
 
 /* Allocations of the running coroutine (sq_coro_alloc); NULL outside one. */
 struct arena *coro_arena(void);

@@ -25,11 +25,12 @@ enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_PLUGIN, SEC_ROUTE, SEC_DATABA
 
 enum server_key { K_LISTEN, K_WORKERS, K_HEADER_TIMEOUT, K_KEEPALIVE_TIMEOUT, K_MAX_HEADER,
                   K_MAX_BODY, K_ACCESS_LOG, K_COROUTINE_STACK, K_THREADS, K_TRUSTED_PROXIES,
-                  K_CACHE_MAX_BYTES, K_COUNT };
+                  K_CACHE_MAX_BYTES, K_SHUTDOWN_TIMEOUT, K_COUNT };
 
 static const char *const server_keys[K_COUNT] = {
     "listen", "workers", "header_timeout", "keepalive_timeout", "max_header", "max_body",
     "access_log", "coroutine_stack", "threads", "trusted_proxies", "cache_max_bytes",
+    "shutdown_timeout",
 };
 
 enum db_key { D_DSN, D_POOL_SIZE, D_CONNECT_TIMEOUT, D_STATEMENT_TIMEOUT, D_POOL_WAIT_TIMEOUT,
@@ -430,6 +431,7 @@ static void server_key(struct parser *p, const char *key, const char *v)
     case K_THREADS: set_count(p, key, v, &cfg->threads); break;
     case K_TRUSTED_PROXIES: set_trusted(p, v); break;
     case K_CACHE_MAX_BYTES: set_size(p, key, v, 0, SIZE_MAX, &cfg->cache_max_bytes); break;
+    case K_SHUTDOWN_TIMEOUT: set_timeout(p, key, v, &cfg->shutdown_timeout_ms); break;
     }
 }
 
@@ -861,6 +863,7 @@ static struct config *config_new(const char *name)
     cfg->coroutine_stack = 64 * 1024;
     cfg->threads = cpus_online();
     cfg->cache_max_bytes = 64 * 1024 * 1024;
+    cfg->shutdown_timeout_ms = 10 * 1000;
     cfg->db.pool_size = 8;
     cfg->db.connect_timeout_ms = 5 * 1000;
     cfg->db.pool_wait_timeout_ms = 5 * 1000;

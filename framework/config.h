@@ -3,7 +3,7 @@
  *
  *   [server]            listen (repeatable), workers, header_timeout, keepalive_timeout,
  *                       max_header, max_body, access_log, coroutine_stack, threads,
- *                       trusted_proxies, cache_max_bytes
+ *                       trusted_proxies, cache_max_bytes, shutdown_timeout
  *   [plugin NAME]       path (required), mount (default "/"), middleware keys (see
  *                       enum config_mw_key), and free keys for the plugin
  *   [route METHOD PATH] middleware keys for one mounted route
@@ -120,6 +120,7 @@ struct config {
     struct config_cidr *trusted; /* trusted_proxies: peers whose X-Forwarded-For counts */
     size_t ntrusted;
     size_t cache_max_bytes; /* the response cache and sq_cache_* store; default 64m */
+    uint64_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10s */
     struct config_plugin *plugins;
     size_t nplugins;
     struct config_route *routes;

@@ -365,7 +365,7 @@ static void conn_dispatch(struct conn *c, const char *body, size_t len)
     r->body = body;
     r->body_len = len;
     r->head = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
-    r->close = !h->keep_alive;
+    r->close = !h->keep_alive || c->srv->draining;
     r->keep_alive = h->keep_alive && h->minor == 0;
     c->busy = true;
     conn_route(c, r);
@@ -395,6 +395,17 @@ static void conn_request_end(struct conn *c)
         reading_set(c, !c->eof && !c->writing);
         conn_process(c);
     }
+}
+
+void conn_drain(struct conn *c)
+{
+    if (!c->busy && !c->writing && !c->lingering && c->phase == PHASE_HEAD && c->rpos == c->rlen)
+        conn_close(c);
+}
+
+struct conn *conn_next(const struct conn *c)
+{
+    return c->next;
 }
 
 /* Answers a request that cannot be parsed, then closes. */

@@ -22,6 +22,13 @@ void conn_close(struct conn *c);
    handler's coroutine is running (the timeout link calls it). */
 void conn_arm_timeout(struct sq_req *r, uint64_t ms);
 
+/* For a graceful shutdown: closes c if it is idle; otherwise its current request is the
+   last one (conn_dispatch sees srv->draining). */
+void conn_drain(struct conn *c);
+
+/* The next connection in the server's list (for walking it while closing some). */
+struct conn *conn_next(const struct conn *c);
+
 /* Frees the connections kept for reuse. */
 void conn_free_spares(struct server *srv);
 

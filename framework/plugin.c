@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "pg.h"
 
 struct sq_plugin_ctx *plugin_current;
 
@@ -163,6 +164,7 @@ void plugin_unload(struct sq_plugin_ctx *p)
 {
     if (!p)
         return;
+    pg_listen_stop_plugin(p); /* what it LISTENs to stops before fini frees its state */
     if (p->initialized && p->desc->fini) {
         plugin_current = p;
         p->desc->fini(p);

@@ -21,6 +21,8 @@
 #include "async.h"
 #include "conn.h"
 #include "coro.h"
+#include "pg.h"
+#include "pgembed.h"
 
 #define ACCEPT_BATCH 64      /* accepts per event, so one listener cannot starve the loop */
 #define ACCEPT_RESUME_MS 100 /* retry accepting this soon after running out of descriptors */
@@ -76,6 +78,11 @@ static void accept_pause(struct server *srv)
 
 void server_fd_released(struct server *srv)
 {
+    if (srv->draining) {
+        if (srv->nconns == 0)
+            event_base_loopbreak(srv->base);
+        return;
+    }
     if (srv->accept_paused) {
         evtimer_del(&srv->resume_ev);
         accept_enable(srv, true);
@@ -234,6 +241,36 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
     return failed ? failed : middleware_build(srv, err, errlen);
 }
 
+/* ---- Database ---- */
+
+/* [database]: the embedded cluster when dsn = embedded (not for --check: nothing connects
+   then), and the loop's pool, which opens its connections on demand. */
+static int server_database(struct server *srv, int flags, char *err, size_t errlen)
+{
+    const struct config_database *db = &srv->cfg->db;
+    const char *dsn = db->dsn;
+    char why[1024], check_dsn[1024];
+
+    if (!dsn)
+        return 0;
+    if (strcmp(dsn, "embedded") == 0 && (flags & SERVER_NO_LISTEN)) {
+        snprintf(check_dsn, sizeof(check_dsn), "host='%s' dbname=postgres", db->embedded_dir);
+        dsn = check_dsn;
+    } else if (strcmp(dsn, "embedded") == 0) {
+        srv->pgembed = pgembed_start(db->embedded_dir, why, sizeof(why));
+        if (!srv->pgembed) {
+            err_add(err, errlen, "%s:%d: [database] %s", srv->cfg->file, db->line, why);
+            return -1;
+        }
+        dsn = pgembed_dsn(srv->pgembed);
+    }
+    if (!pg_pool_new(srv->loop, db, dsn, why, sizeof(why))) {
+        err_add(err, errlen, "%s:%d: [database] %s", srv->cfg->file, db->line, why);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- Loop ---- */
 
 static void on_stop(evutil_socket_t fd, short what, void *arg)
@@ -246,10 +283,50 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(srv->base);
 }
 
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+
+    log_warn("shutdown_timeout: %zu connections still busy; closing them", srv->nconns);
+    event_base_loopbreak(srv->base);
+}
+
+void server_shutdown(struct server *srv)
+{
+    struct timeval tv = us_tv(srv->cfg->shutdown_timeout_ms * 1000);
+
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    for (size_t i = 0; i < srv->nlisteners; i++) { /* new clients get refused at once */
+        event_del(&srv->listeners[i].ev);
+        close(srv->listeners[i].fd);
+    }
+    srv->nlisteners = 0;
+    evtimer_del(&srv->resume_ev);
+    for (struct conn *c = srv->conns, *next; c; c = next) {
+        next = conn_next(c);
+        conn_drain(c);
+    }
+    if (srv->nconns == 0) {
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    log_info("waiting for %zu connections (shutdown_timeout %llu ms)", srv->nconns,
+             (unsigned long long)srv->cfg->shutdown_timeout_ms);
+    evtimer_assign(&srv->drain_ev, srv->base, on_drain_timeout, srv);
+    evtimer_add(&srv->drain_ev, &tv);
+}
+
+/* SIGTERM and SIGINT drain; SIGQUIT stops at once. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-    log_info("%s: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    server_stop(arg);
+    log_info("%s: %s", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGQUIT",
+             sig == SIGQUIT ? "stopping now" : "shutting down gracefully");
+    if (sig == SIGQUIT)
+        server_stop(arg);
+    else
+        server_shutdown(arg);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -269,8 +346,10 @@ static int server_events(struct server *srv, int flags, char *err, size_t errlen
     if (flags & SERVER_SIGNALS) {
         srv->sigint_ev = evsignal_new(srv->base, SIGINT, on_signal, srv);
         srv->sigterm_ev = evsignal_new(srv->base, SIGTERM, on_signal, srv);
+        srv->sigquit_ev = evsignal_new(srv->base, SIGQUIT, on_signal, srv);
         evsignal_add(srv->sigint_ev, NULL);
         evsignal_add(srv->sigterm_ev, NULL);
+        evsignal_add(srv->sigquit_ev, NULL);
     }
     if (srv->cfg->access_log) {
         struct timeval sec = {1, 0};
@@ -306,7 +385,8 @@ struct server *server_new(struct config *cfg, int flags, char *err, size_t errle
         loop_current = srv->loop; /* plugins' init may start tasks and timers */
         middleware_init(srv);
     }
-    if (!srv->base || server_load_plugins(srv, err, errlen) < 0 ||
+    if (!srv->base || server_database(srv, flags, err, errlen) < 0 ||
+        server_load_plugins(srv, err, errlen) < 0 ||
         server_events(srv, flags, err, errlen) < 0 ||
         (!(flags & SERVER_NO_LISTEN) && server_listen(srv, err, errlen) < 0)) {
         if (!srv->base)
@@ -373,6 +453,8 @@ void server_free(struct server *srv)
     for (size_t i = srv->nplugins; i-- > 0;)
         plugin_unload(srv->plugins[i]);
     free(srv->plugins);
+    if (srv->loop)
+        pg_pool_free(srv->loop->pg);
     if (srv->loop && srv->loop->live == 0) /* else leaked: their stacks are in use */
         loop_free(srv->loop);
     router_free(srv->router);
@@ -383,7 +465,10 @@ void server_free(struct server *srv)
     if (srv->sigint_ev) {
         event_free(srv->sigint_ev);
         event_free(srv->sigterm_ev);
+        event_free(srv->sigquit_ev);
     }
+    if (srv->draining)
+        event_del(&srv->drain_ev);
     if (srv->stop_pipe[0] >= 0) {
         event_del(&srv->stop_ev);
         event_del(&srv->resume_ev);
@@ -393,5 +478,6 @@ void server_free(struct server *srv)
     if (srv->base)
         event_base_free(srv->base);
     config_free(srv->cfg);
+    pgembed_stop(srv->pgembed); /* last: nothing uses the database any more */
     free(srv);
 }

@@ -39,6 +39,7 @@ struct server {
     struct listener *listeners;
     size_t nlisteners;
     struct accesslog *accesslog; /* NULL when off */
+    struct pgembed *pgembed;     /* [database] dsn = embedded: the cluster, else NULL */
     struct http1_limits limits;
     struct response_date date;
 
@@ -52,7 +53,9 @@ struct server {
     struct event resume_ev;
     struct event flush_ev;  /* access log flush, once a second */
     struct event stop_ev;   /* the read end of stop_pipe */
-    struct event *sigint_ev, *sigterm_ev;
+    struct event *sigint_ev, *sigterm_ev, *sigquit_ev;
+    bool draining;          /* server_shutdown: no accepting, connections close when done */
+    struct event drain_ev;  /* shutdown_timeout */
     int stop_pipe[2];
 };
 
@@ -71,7 +74,12 @@ struct server *server_new(struct config *cfg, int flags, char *err, size_t errle
 /* Runs the loop until server_stop or a signal. Returns 0, or -1 if the loop failed. */
 int server_run(struct server *srv);
 
-/* Asks the loop to stop. Safe from another thread and from a signal handler. */
+/* Graceful stop (SIGTERM): stops accepting, closes idle connections, lets each busy one
+   finish its request (its reply says Connection: close), and ends the loop when none is
+   left or after [server] shutdown_timeout. On the loop's thread. */
+void server_shutdown(struct server *srv);
+
+/* Asks the loop to stop at once. Safe from another thread and from a signal handler. */
 void server_stop(struct server *srv);
 
 /* Closes every connection, unloads the plugins (fini) and frees everything. */

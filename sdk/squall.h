@@ -441,6 +441,148 @@ int sq_run_in_thread(void *(*fn)(void *arg), void *arg, void **result);
    already runs a loop. */
 int sq_run_sync(sq_task_fn fn, void *arg);
 
+/* ---- PostgreSQL -------------------------------------------------------------------------
+ * The [database] section of plugins.conf gives the host one pool of connections per process
+ * (dsn = embedded runs a private cluster). Without it every call below fails with SQ_EINVAL
+ * and sq_errmsg() "no [database] in the config".
+ *
+ * Queries take $1..$n text parameters, sent apart from the SQL text (never spliced into it:
+ * a parameter is always data). NULL as a parameter is SQL NULL. One statement per query.
+ * Each distinct SQL text is prepared once per connection and reused.
+ *
+ * The calls marked "awaits" park the running coroutine (see "Coroutines and awaiting") and
+ * may only be called from one. A query that outlives the coroutine's deadline, or whose
+ * coroutine is cancelled (its client went away), is cancelled on the server (PQcancel) and
+ * the call fails with SQ_ETIMEDOUT / SQ_ECANCELED.
+ *
+ * When no connection is free within pool_wait_timeout, or the database cannot be reached,
+ * the call fails at once (never hangs) and the request is marked unavailable: a handler that
+ * then returns without a reply gets 503 instead of 500.
+ *
+ * Results and batches live in the running coroutine's memory and are freed when it ends (a
+ * handler's when its request ends): never free them, and do not keep them longer. */
+
+#define SQ_EIO (-5) /* the database answered with an error, or the connection to it broke */
+
+/* A query's result: rows of text values. Owned by the running coroutine. */
+typedef struct sq_pg_result sq_pg_result;
+
+/* Queries to send together (sq_pg_batch_new). Owned by the running coroutine. */
+typedef struct sq_pg_batch sq_pg_batch;
+
+/* Called with a notification on a LISTENed channel: on the loop, not in a coroutine (it
+   must not await; it may sq_spawn). channel and payload are valid during the call only. */
+typedef void (*sq_pg_listen_fn)(const char *channel, const char *payload, void *arg);
+
+/*
+ * Awaits sql run with params[0..nparams) as $1..$n (nparams 0..65535; params may be NULL
+ * when nparams is 0). The strings are only read during the call.
+ * Returns the result, or NULL with sq_errmsg() saying why and sq_pg_sqlstate() giving the
+ * server's SQLSTATE when the server refused the query ("23505" for a unique violation).
+ * Inside sq_pg_begin .. sq_pg_commit the query runs in that transaction.
+ */
+sq_pg_result *sq_pg_exec(const char *sql, const char *const *params, int nparams);
+
+/* sq_pg_exec with the parameters as arguments, each a const char * (or NULL):
+       sq_pg_result *res = sq_pg_query("SELECT name FROM users WHERE id = $1", id); */
+#define sq_pg_query(sql, ...)                                                              \
+    sq_pg_exec((sql), (const char *const[]){NULL, ##__VA_ARGS__} + 1,                      \
+               (int)(sizeof((const char *[]){NULL, ##__VA_ARGS__}) / sizeof(char *) - 1))
+
+/* The SQLSTATE of this thread's last failed query, e.g. "23505"; "" when it did not fail
+   on the server (connection lost, timeout, bad argument). Valid until the next query. */
+const char *sq_pg_sqlstate(void);
+
+/* Rows and columns of res (0 for a command that returns none, or res NULL). */
+int sq_pg_ntuples(const sq_pg_result *res);
+int sq_pg_nfields(const sq_pg_result *res);
+
+/* The name of column col, or NULL out of range. Lives with res. */
+const char *sq_pg_fname(const sq_pg_result *res, int col);
+
+/* The value at row, col as text (PostgreSQL's output format: "t"/"f" for booleans), "" for
+   SQL NULL (tell them apart with sq_pg_isnull), NULL out of range. Lives with res. */
+const char *sq_pg_value(const sq_pg_result *res, int row, int col);
+
+/* Whether the value at row, col is SQL NULL (1) or not (0); 1 out of range. */
+int sq_pg_isnull(const sq_pg_result *res, int row, int col);
+
+/* The rows an INSERT, UPDATE, DELETE, MERGE, SELECT, MOVE, FETCH or COPY affected, as a
+   decimal string; "" for other commands. Lives with res. */
+const char *sq_pg_cmd_tuples(const sq_pg_result *res);
+
+/*
+ * Row row of res as a JSON object {column: value}. Values follow the column's type:
+ * smallint, integer, bigint, oid -> integer; real, double precision -> real (NaN and
+ * infinities -> string); numeric -> string (exact); boolean -> true/false; json, jsonb ->
+ * the parsed JSON; SQL NULL -> null; any other type -> its text. A new reference the
+ * caller owns (sq_reply_json steals it); NULL when row is out of range or out of memory.
+ */
+json_t *sq_pg_row_json(const sq_pg_result *res, int row);
+
+/* Every row of res as a JSON array of sq_pg_row_json objects; a new reference, NULL out of
+   memory. */
+json_t *sq_pg_rows_json(const sq_pg_result *res);
+
+/*
+ * Awaits a connection from the pool and starts a transaction on it (BEGIN). Until commit or
+ * rollback, the running coroutine's queries and batches go to that connection. A coroutine
+ * that ends with its transaction open (returned, failed, cancelled) has it rolled back and
+ * the connection goes back to the pool. Returns 0, SQ_EINVAL (not in a coroutine, one
+ * already open, no database), SQ_ETIMEDOUT, SQ_ECANCELED or SQ_EIO.
+ */
+int sq_pg_begin(void);
+
+/* Awaits COMMIT of the running coroutine's transaction and releases its connection. A
+   transaction in which a statement failed is rolled back instead: SQ_EIO. 0 or SQ_E*;
+   either way the transaction is over. */
+int sq_pg_commit(void);
+
+/* Awaits ROLLBACK of the running coroutine's transaction and releases its connection.
+   0 (also when its connection was lost: the server rolled back), or SQ_EINVAL when none
+   is open. */
+int sq_pg_rollback(void);
+
+/* A new, empty batch in the running coroutine's memory; NULL outside a coroutine or out of
+   memory. */
+sq_pg_batch *sq_pg_batch_new(void);
+
+/* Appends a query to b. sql and params are copied. Returns its index (0, 1, ...), or
+   SQ_EINVAL (bad arguments, b already run) / SQ_ENOMEM. */
+int sq_pg_batch_add(sq_pg_batch *b, const char *sql, const char *const *params, int nparams);
+
+/* sq_pg_batch_add with the parameters as arguments, like sq_pg_query. */
+#define sq_pg_batch_query(b, sql, ...)                                                     \
+    sq_pg_batch_add((b), (sql), (const char *const[]){NULL, ##__VA_ARGS__} + 1,            \
+                    (int)(sizeof((const char *[]){NULL, ##__VA_ARGS__}) / sizeof(char *) - 1))
+
+/*
+ * Awaits b's queries sent together in one round trip (libpq pipeline mode), in order, on one
+ * connection. Each query is its own implicit transaction (inside sq_pg_begin, a failing
+ * query aborts that transaction for the ones after it), so one failing does not fail the
+ * others: read each with sq_pg_batch_result. Returns 0 once every query has its result or
+ * error; SQ_EINVAL (run already, no database), SQ_ETIMEDOUT, SQ_ECANCELED or SQ_EIO when
+ * the batch itself failed (queries without a result then carry that error).
+ */
+int sq_pg_batch_run(sq_pg_batch *b);
+
+/* Query i's result once b has run, or NULL with sq_errmsg() and sq_pg_sqlstate() set to
+   that query's own error. */
+sq_pg_result *sq_pg_batch_result(sq_pg_batch *b, int i);
+
+/*
+ * Calls fn(channel, payload, arg) for every NOTIFY on channel (1..63 bytes), from a
+ * dedicated connection shared by the process's listeners, which reconnects and LISTENs again
+ * on its own (notifications sent while it is down are lost). Call it from init: it stops
+ * when the plugin instance retires. arg is the plugin's to keep alive. Returns 0, SQ_EINVAL
+ * or SQ_ENOMEM; it does not wait for the LISTEN to take effect.
+ */
+int sq_pg_listen(sq_plugin_ctx *ctx, const char *channel, sq_pg_listen_fn fn, void *arg);
+
+/* Awaits NOTIFY channel with payload (NULL = none), i.e. SELECT pg_notify($1, $2). 0 or
+   SQ_E* as for sq_pg_exec. */
+int sq_pg_notify(const char *channel, const char *payload);
+
 /* ---- Logging and errors --------------------------------------------------------------- */
 
 enum sq_log_level { SQ_LOG_ERROR, SQ_LOG_WARN, SQ_LOG_INFO, SQ_LOG_DEBUG };

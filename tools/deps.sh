@@ -16,6 +16,10 @@ need_cmd make make
 need_pc libevent libevent-dev
 need_pc jansson libjansson-dev
 need_pc check check
+need_pc libpq libpq-dev
+# dsn = embedded runs PostgreSQL's initdb and pg_ctl (framework/pgembed.c); the tests use psql.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_cmd initdb postgresql
+need_cmd psql postgresql-client
 need_cmd curl curl
 need_cmd python3 python3
 need_cmd wrk wrk
