@@ -120,7 +120,7 @@ static void conn_handler_timeout(struct conn *c)
     c->timer_kind = TIMER_NONE;
     if (!c->busy || r->status || r->dropped)
         return;
-    request_reply_error(r, r->route->timeout_status, "Request timeout");
+    request_timeout_reply(r);
     conn_flush(c);
 }
 
@@ -293,7 +293,7 @@ void conn_arm_timeout(struct sq_req *r, uint64_t ms)
 {
     struct conn *c = (struct conn *)((char *)r - offsetof(struct conn, req));
 
-    r->coro->deadline = loop_now_us(c->srv->loop) + ms * 1000;
+    r->coro->deadline = r->timeout_at = loop_now_us(c->srv->loop) + ms * 1000;
     timer_set(c, TIMER_HANDLER, ms);
 }
 
@@ -344,7 +344,8 @@ static struct sq_req *conn_request(struct conn *c)
     r->reply_len = 0;
     r->head = r->close = r->keep_alive = false;
     r->mw_passed = 0;
-    r->in_after = false;
+    r->in_after = r->timing_out = false;
+    r->timeout_at = 0;
     r->mw_cache = NULL;
     return r;
 }

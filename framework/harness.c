@@ -47,7 +47,7 @@ sq_test_host *sq_test_start(const char *conf)
         free(cfg->listen[0].port);
         cfg->listen[0].port = xstrdup("0");
     }
-    struct server *srv = server_new(cfg, 0, start_error, sizeof(start_error));
+    struct server *srv = server_new(cfg, 0, NULL, start_error, sizeof(start_error));
     if (!srv)
         return NULL;
     sq_test_host *h = xcalloc(1, sizeof(*h));

@@ -74,20 +74,41 @@ static int timeout_before(struct sq_req *r, void *arg)
     return MW_NEXT;
 }
 
-/* A plugin's middleware: its after sees the status only. */
+/* Makes p the plugin whose code runs (its log prefix, its sq_cache_* keys), also across
+   the awaits of the running coroutine; returns the one to restore. */
+static struct sq_plugin_ctx *run_as(struct sq_plugin_ctx *p)
+{
+    struct coro *co = coro_current();
+    struct sq_plugin_ctx *prev = plugin_current;
+
+    if (co)
+        co->plugin = p;
+    plugin_current = p;
+    return prev;
+}
+
+/* A plugin's middleware, run as the plugin that provides it; its after sees the status. */
 static int plugin_before(struct sq_req *r, void *arg)
 {
     const struct mw_def *d = arg;
 
-    return d->before ? d->before(r, d->arg) : MW_NEXT;
+    if (!d->before)
+        return MW_NEXT;
+    struct sq_plugin_ctx *prev = run_as(d->owner);
+    int rc = d->before(r, d->arg);
+    run_as(prev);
+    return rc;
 }
 
 static void plugin_after(struct sq_req *r, const struct response *resp, void *arg)
 {
     const struct mw_def *d = arg;
 
-    if (d->after)
-        d->after(r, resp->status, d->arg);
+    if (!d->after)
+        return;
+    struct sq_plugin_ctx *prev = run_as(d->owner);
+    d->after(r, resp->status, d->arg);
+    run_as(prev);
 }
 
 /* ---- The SDK ---- */
@@ -106,6 +127,7 @@ int sq_middleware_add(sq_plugin_ctx *ctx, const char *name, sq_before_fn before,
             return SQ_EALREADY;
         }
     struct mw_def *d = xcalloc(1, sizeof(*d));
+    d->owner = ctx;
     d->name = xstrdup(name);
     d->before = before;
     d->after = after;

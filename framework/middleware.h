@@ -56,6 +56,7 @@ struct mw_chain {
 /* A middleware a plugin provides (sq_middleware_add), on its instance's list. */
 struct mw_def {
     struct mw_def *next;
+    struct sq_plugin_ctx *owner;
     char *name;
     int (*before)(struct sq_req *r, void *arg);
     void (*after)(struct sq_req *r, int status, void *arg);

@@ -328,8 +328,7 @@ void mw_cache_end(struct sq_req *r, void *arg)
    error set) when no plugin runs or no store exists, else its store in *mc. */
 static char *plugin_key(const char *key, char *buf, size_t cap, size_t *len, struct mw_cache **mc)
 {
-    struct coro *co = coro_current();
-    const struct sq_plugin_ctx *p = co && co->plugin ? co->plugin : plugin_current;
+    const struct sq_plugin_ctx *p = plugin_current;
 
     *mc = loop_current ? loop_current->cache : NULL;
     if (!key || !p || !*mc) {

@@ -19,6 +19,10 @@
  * fails with SQ_ETIMEDOUT ("pool exhausted"). Both mark the coroutine unavailable (a handler
  * that does not reply then gets 503).
  *
+ * Host names in the dsn are resolved by libpq inside PQconnectPoll, synchronously (libpq has
+ * no asynchronous resolver): where the loop must never wait on DNS, give an address
+ * (hostaddr=) or a socket directory.
+ *
  * statement_timeout is sent as a startup option (options=-c statement_timeout=N, after any
  * options the dsn has), and "squall" as the fallback application_name.
  */
@@ -194,16 +198,27 @@ static void pool_wake_all(struct pg_pool *p, int result)
 }
 
 /* Starts connections for the waiters that no connect in flight will serve, up to
-   pool_size, unless a recent failure says to hold off. */
+   pool_size; after a recent failure, only once the backoff is over (a timer comes back). */
 static void pool_grow(struct pg_pool *p)
 {
-    while (p->nconns < p->size && p->nconnecting < p->nwaiters && !pool_in_backoff(p)) {
+    while (p->nconns < p->size && p->nconnecting < p->nwaiters) {
+        if (pool_in_backoff(p)) {
+            struct timeval tv = us_tv(p->retry_at - pg_now_us(p));
+            if (!evtimer_pending(&p->retry_ev, NULL))
+                evtimer_add(&p->retry_ev, &tv);
+            return;
+        }
         struct pg_conn *c = pg_conn_new(p, pool_conn_connected);
         LIST_PUSH(p->conns, c, prev, next);
         p->nconns++;
         p->nconnecting++;
         pg_conn_connect(c);
     }
+}
+
+static void on_pool_retry(evutil_socket_t fd, short what, void *arg)
+{
+    pool_grow(arg);
 }
 
 /* After a connection went away: a replacement for the waiters, or, when nothing is left
@@ -408,6 +423,7 @@ struct pg_pool *pg_pool_new(struct loop *l, const struct config_database *db, co
     p->statement_timeout_ms = db->statement_timeout_ms;
     p->wait_timeout_ms = db->pool_wait_timeout_ms;
     snprintf(p->error, sizeof(p->error), "not connected yet");
+    evtimer_assign(&p->retry_ev, l->base, on_pool_retry, p);
     pg_listen_init(p);
     if (pool_params(p, dsn, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "bad dsn: %s", why);
@@ -423,6 +439,7 @@ void pg_pool_free(struct pg_pool *p)
     if (!p)
         return;
     pg_listen_free(p);
+    event_del(&p->retry_ev);
     pool_wake_all(p, PG_WAKE_DOWN);
     while (p->conns) {
         struct pg_conn *c = p->conns;

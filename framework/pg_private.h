@@ -96,9 +96,10 @@ struct pg_pool {
     unsigned nconns, nconnecting;
     struct wait_list waiters; /* coroutines waiting for a connection, FIFO */
     unsigned nwaiters;
-    uint64_t backoff_ms; /* 0 while connects succeed */
-    uint64_t retry_at;   /* loop us: no connect attempt before */
-    char error[256];     /* why the last connect failed */
+    uint64_t backoff_ms;   /* 0 while connects succeed */
+    uint64_t retry_at;     /* loop us: no connect attempt before */
+    struct event retry_ev; /* grows the pool for its waiters once the backoff is over */
+    char error[256];       /* why the last connect failed */
     struct pg_listener listener;
 };
 

@@ -359,6 +359,13 @@ int sq_reply(sq_req *r, int status, const char *content_type, const void *body, 
                                : "the request already has a reply");
         return SQ_EALREADY;
     }
+    /* The deadline is checked here too, not only by the connection's timer: timers due at
+       the same instant run in no set order, and the handler's may come first. */
+    if (r->timeout_at && !r->timing_out && loop_now_us(loop_current) >= r->timeout_at) {
+        request_timeout_reply(r);
+        errmsg_set("the request timed out: its timeout reply was sent");
+        return SQ_ETIMEDOUT;
+    }
     if (status < 200 || status > 599 || (len && !body) ||
         (content_type && content_type[strcspn(content_type, "\r\n")])) {
         errmsg_set("bad reply: status %d", status);
@@ -428,6 +435,12 @@ void request_reply_error(struct sq_req *r, int status, const char *msg)
     reply_error_msg(r, status, msg ? msg : response_reason(status));
 }
 
+void request_timeout_reply(struct sq_req *r)
+{
+    r->timing_out = true;
+    request_reply_error(r, r->route->timeout_status, "Request timeout");
+}
+
 void request_run(struct sq_req *r)
 {
     const struct route_entry *e = r->route;
@@ -437,6 +450,10 @@ void request_run(struct sq_req *r)
         rc = e->route->handler(r);
     if (r->status || r->dropped)
         return;
+    if (r->timeout_at && loop_now_us(loop_current) >= r->timeout_at) {
+        request_timeout_reply(r); /* it failed because its time ran out */
+        return;
+    }
     if (rc >= 400 && rc <= 599) {
         request_reply_error(r, rc, NULL);
         return;

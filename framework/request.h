@@ -40,6 +40,8 @@ struct sq_req {
     bool close;                       /* the connection closes after this reply */
     bool keep_alive;                  /* HTTP/1.0 keep-alive: say so in the reply */
     bool in_after;                    /* middleware after hooks run: no reply now */
+    bool timing_out;                  /* the timeout reply is being rendered */
+    uint64_t timeout_at;              /* the route's deadline (loop us), 0 = none */
     size_t mw_passed;                 /* links of the route's chain that passed it on */
     void *mw_cache;                   /* the cache link's state for this request */
 };
@@ -65,6 +67,9 @@ const char *request_u64(struct sq_req *r, uint64_t n);
  * (e.g. a Unix socket). Worked out once per request.
  */
 int request_client_addr(struct sq_req *r, const unsigned char **addr);
+
+/* Renders the route's timeout reply (408 {"error":"Request timeout"} or timeout_status). */
+void request_timeout_reply(struct sq_req *r);
 
 /* Releases what the request holds (its parsed JSON); the arena is the caller's to reset. */
 void request_done(struct sq_req *r);

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -21,12 +20,12 @@
 #include "async.h"
 #include "conn.h"
 #include "coro.h"
+#include "listen.h"
 #include "pg.h"
 #include "pgembed.h"
 
 #define ACCEPT_BATCH 64      /* accepts per event, so one listener cannot starve the loop */
 #define ACCEPT_RESUME_MS 100 /* retry accepting this soon after running out of descriptors */
-#define LISTEN_BACKLOG 4096
 #define SERVER_DRAIN_MS 5000 /* for cancelled coroutines to end at shutdown */
 
 uint64_t server_now_ms(struct server *srv)
@@ -119,75 +118,20 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
 /* ---- Listeners ---- */
 
-/* A listening socket for addr; -1 with errno set. */
-static int listen_on(const struct addrinfo *ai, bool v6only)
-{
-    int one = 1, v6 = v6only;
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (ai->ai_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6, sizeof(v6));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
-/* Binds cl. With no host ("*:8080") it takes one dual-stack IPv6 socket for every address,
-   or the IPv4 wildcard where IPv6 is missing. */
-static int bind_one(const struct config_listen *cl, uint16_t *port, char *why, size_t len)
-{
-    struct addrinfo hints = {.ai_family = cl->host ? AF_UNSPEC : AF_INET6,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *ai;
-    int rc = getaddrinfo(cl->host, cl->port, &hints, &ai), fd = -1;
-
-    if (rc == 0) {
-        fd = listen_on(ai, cl->host != NULL);
-        freeaddrinfo(ai);
-    }
-    if (fd < 0 && !cl->host) {
-        hints.ai_family = AF_INET;
-        if ((rc = getaddrinfo(NULL, cl->port, &hints, &ai)) == 0) {
-            fd = listen_on(ai, false);
-            freeaddrinfo(ai);
-        }
-    }
-    if (fd < 0) {
-        snprintf(why, len, "%s", rc ? gai_strerror(rc) : strerror(errno));
-        return -1;
-    }
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
-    *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                           : ((struct sockaddr_in *)&ss)->sin_port);
-    return fd;
-}
-
-static int server_listen(struct server *srv, char *err, size_t errlen)
+/* Serves the sockets in fds (inherited from a master), or binds cfg's own. */
+static int server_listen(struct server *srv, const int *fds, char *err, size_t errlen)
 {
     const struct config *cfg = srv->cfg;
-    char why[256];
+    int own[cfg->nlisten];
 
+    if (!fds && listen_open(cfg, own, err, errlen) < 0)
+        return -1;
     srv->listeners = xcalloc(cfg->nlisten, sizeof(*srv->listeners));
     for (size_t i = 0; i < cfg->nlisten; i++) {
-        const struct config_listen *cl = &cfg->listen[i];
         struct listener *l = &srv->listeners[i];
         l->srv = srv;
-        l->fd = bind_one(cl, &l->port, why, sizeof(why));
-        if (l->fd < 0) {
-            err_add(err, errlen, "%s:%d: cannot listen on %s:%s: %s", cfg->file, cl->line,
-                    cl->host ? cl->host : "*", cl->port, why);
-            return -1;
-        }
+        l->fd = fds ? dup(fds[i]) : own[i]; /* a copy: a draining worker closes its own */
+        l->port = listen_port(l->fd);
         srv->nlisteners++;
         event_assign(&l->ev, srv->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
     }
@@ -308,19 +252,23 @@ void server_shutdown(struct server *srv)
         next = conn_next(c);
         conn_drain(c);
     }
+    evtimer_assign(&srv->drain_ev, srv->base, on_drain_timeout, srv);
     if (srv->nconns == 0) {
         event_base_loopbreak(srv->base);
         return;
     }
     log_info("waiting for %zu connections (shutdown_timeout %llu ms)", srv->nconns,
              (unsigned long long)srv->cfg->shutdown_timeout_ms);
-    evtimer_assign(&srv->drain_ev, srv->base, on_drain_timeout, srv);
     evtimer_add(&srv->drain_ev, &tv);
 }
 
-/* SIGTERM and SIGINT drain; SIGQUIT stops at once. */
+/* SIGTERM and SIGINT drain; SIGQUIT stops at once; SIGHUP reloads. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
+    if (sig == SIGHUP) {
+        log_warn("SIGHUP: hot reload is not implemented yet; ignored");
+        return;
+    }
     log_info("%s: %s", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGQUIT",
              sig == SIGQUIT ? "stopping now" : "shutting down gracefully");
     if (sig == SIGQUIT)
@@ -347,6 +295,8 @@ static int server_events(struct server *srv, int flags, char *err, size_t errlen
         srv->sigint_ev = evsignal_new(srv->base, SIGINT, on_signal, srv);
         srv->sigterm_ev = evsignal_new(srv->base, SIGTERM, on_signal, srv);
         srv->sigquit_ev = evsignal_new(srv->base, SIGQUIT, on_signal, srv);
+        srv->sighup_ev = evsignal_new(srv->base, SIGHUP, on_signal, srv);
+        evsignal_add(srv->sighup_ev, NULL);
         evsignal_add(srv->sigint_ev, NULL);
         evsignal_add(srv->sigterm_ev, NULL);
         evsignal_add(srv->sigquit_ev, NULL);
@@ -362,7 +312,8 @@ static int server_events(struct server *srv, int flags, char *err, size_t errlen
     return 0;
 }
 
-struct server *server_new(struct config *cfg, int flags, char *err, size_t errlen)
+struct server *server_new(struct config *cfg, int flags, const int *fds, char *err,
+                          size_t errlen)
 {
     struct server *srv = xcalloc(1, sizeof(*srv));
     struct event_config *ec = event_config_new();
@@ -388,14 +339,12 @@ struct server *server_new(struct config *cfg, int flags, char *err, size_t errle
     if (!srv->base || server_database(srv, flags, err, errlen) < 0 ||
         server_load_plugins(srv, err, errlen) < 0 ||
         server_events(srv, flags, err, errlen) < 0 ||
-        (!(flags & SERVER_NO_LISTEN) && server_listen(srv, err, errlen) < 0)) {
+        (!(flags & SERVER_NO_LISTEN) && server_listen(srv, fds, err, errlen) < 0)) {
         if (!srv->base)
             err_add(err, errlen, "cannot create the event loop");
         server_free(srv);
         return NULL;
     }
-    if (cfg->workers > 1)
-        log_warn("workers = %d: this build serves with one process", cfg->workers);
     return srv;
 }
 
@@ -466,6 +415,7 @@ void server_free(struct server *srv)
         event_free(srv->sigint_ev);
         event_free(srv->sigterm_ev);
         event_free(srv->sigquit_ev);
+        event_free(srv->sighup_ev);
     }
     if (srv->draining)
         event_del(&srv->drain_ev);

@@ -53,7 +53,7 @@ struct server {
     struct event resume_ev;
     struct event flush_ev;  /* access log flush, once a second */
     struct event stop_ev;   /* the read end of stop_pipe */
-    struct event *sigint_ev, *sigterm_ev, *sigquit_ev;
+    struct event *sigint_ev, *sigterm_ev, *sigquit_ev, *sighup_ev;
     bool draining;          /* server_shutdown: no accepting, connections close when done */
     struct event drain_ev;  /* shutdown_timeout */
     int stop_pipe[2];
@@ -67,9 +67,10 @@ enum server_flags {
 /*
  * Creates the host for cfg, which it takes over (freed by server_free, also on failure):
  * raises RLIMIT_NOFILE to the hard limit, loads every plugin and mounts its routes, binds
- * the listeners. On failure returns NULL with one line per problem in err.
+ * the listeners (or, with fds, serves those inherited sockets: one per cfg->listen). On failure returns NULL with one line per problem in err.
  */
-struct server *server_new(struct config *cfg, int flags, char *err, size_t errlen);
+struct server *server_new(struct config *cfg, int flags, const int *fds, char *err,
+                          size_t errlen);
 
 /* Runs the loop until server_stop or a signal. Returns 0, or -1 if the loop failed. */
 int server_run(struct server *srv);

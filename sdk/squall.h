@@ -455,9 +455,11 @@ int sq_run_sync(sq_task_fn fn, void *arg);
  * coroutine is cancelled (its client went away), is cancelled on the server (PQcancel) and
  * the call fails with SQ_ETIMEDOUT / SQ_ECANCELED.
  *
- * When no connection is free within pool_wait_timeout, or the database cannot be reached,
- * the call fails at once (never hangs) and the request is marked unavailable: a handler that
- * then returns without a reply gets 503 instead of 500.
+ * When no connection is free within pool_wait_timeout (SQ_ETIMEDOUT, "pool exhausted"), when
+ * the database cannot be reached (SQ_EIO, "database unavailable": at once, without waiting,
+ * while it stays down), or when the connection breaks mid-query (SQ_EIO), the call fails and
+ * the request is marked unavailable: a handler that then returns without a reply gets 503
+ * instead of 500. Connections open on demand, up to pool_size.
  *
  * Results and batches live in the running coroutine's memory and are freed when it ends (a
  * handler's when its request ends): never free them, and do not keep them longer. */
@@ -489,8 +491,8 @@ sq_pg_result *sq_pg_exec(const char *sql, const char *const *params, int nparams
     sq_pg_exec((sql), (const char *const[]){NULL, ##__VA_ARGS__} + 1,                      \
                (int)(sizeof((const char *[]){NULL, ##__VA_ARGS__}) / sizeof(char *) - 1))
 
-/* The SQLSTATE of this thread's last failed query, e.g. "23505"; "" when it did not fail
-   on the server (connection lost, timeout, bad argument). Valid until the next query. */
+/* The SQLSTATE of this thread's last failed call, e.g. "23505"; "" when it did not fail on
+   the server (connection lost, timeout, bad argument). Valid until the next failing call. */
 const char *sq_pg_sqlstate(void);
 
 /* Rows and columns of res (0 for a command that returns none, or res NULL). */

@@ -39,7 +39,7 @@
 #include <string.h>
 #include <time.h>
 
-#define BACKEND_MS 500             /* what a fetch from the "backend" takes */
+#define BACKEND_MS 500              /* what a fetch from the "backend" takes */
 #define TTL_MS_DEFAULT (600 * 1000) /* 10 minutes */
 #define TTL_MS_MAX (86400 * 1000)
 #define ID_MAX 64
@@ -63,8 +63,8 @@ static json_t *fetch_item(sq_req *r, const char *id)
 {
     if (sq_sleep(BACKEND_MS) < 0)
         return NULL;
-    return json_pack("{s:s,s:s,s:I}", "id", id, "name", sq_printf(r, "Item %s", id),
-                     "fetched_at", (json_int_t)time(NULL));
+    return json_pack("{s:s,s:s,s:I}", "id", id, "name", sq_printf(r, "Item %s", id), "fetched_at",
+                     (json_int_t)time(NULL));
 }
 
 /* Keeps data under key for ttl_ms, as compact JSON text: the store keeps bytes, so what comes
@@ -112,8 +112,8 @@ static int get_report(sq_req *r)
     if (sq_sleep(BACKEND_MS) < 0)
         return 503;
     return sq_reply_json(r, 200,
-                         json_pack("{s:s,s:{s:i,s:i},s:I}", "report", "orders by region",
-                                   "regions", "north", 120, "south", 95, "generated_at",
+                         json_pack("{s:s,s:{s:i,s:i},s:I}", "report", "orders by region", "regions",
+                                   "north", 120, "south", 95, "generated_at",
                                    (json_int_t)time(NULL)));
 }
 

@@ -16,8 +16,8 @@
 
 static int limited(sq_req *r)
 {
-    return sq_reply_json(r, 200, json_pack("{s:s,s:s}", "message", "within the limit", "client",
-                                           sq_remote_addr(r)));
+    return sq_reply_json(
+        r, 200, json_pack("{s:s,s:s}", "message", "within the limit", "client", sq_remote_addr(r)));
 }
 
 static const sq_route routes[] = {

@@ -1,12 +1,14 @@
 /*
  * check_examples.c - the example plugins (examples/async_handler, error_handling,
- * queue_worker) served by a host in this process (sdk/squall_test.h) over real sockets on
- * 127.0.0.1: what they answer, and how long they take to answer it. The timings are the
- * point: they show the operations run concurrently and that an await blocks no one.
+ * queue_worker, cache, ratelimit) served by a host in this process (sdk/squall_test.h) over
+ * real sockets on 127.0.0.1: what they answer, and how long they take to answer it. The
+ * timings are the point: they show the operations run concurrently and that an await blocks
+ * no one, and that a cached answer skips the wait.
  *
  * $SQ_BUILD (default "build") says where examples/NAME.so were built.
  */
 #include <check.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -528,13 +530,279 @@ START_TEST(test_queue_size_invalid)
 }
 END_TEST
 
+/* ---- cache ---- */
+
+/* The shipped [route GET /report] section, and a short ttl_ms for /cached. */
+#define CACHE_KEYS "ttl_ms = 300\n[route GET /report]\ncache = 30s\n"
+
+static void setup_cache(void)
+{
+    host = start_example("cache", CACHE_KEYS);
+}
+
+/* GET path: checks the status is 200 and the time it took is in [lo, hi) ms; returns the
+   body parsed (the caller decrefs it). */
+static json_t *get_json(const char *path, int64_t lo, int64_t hi)
+{
+    int64_t t0 = client_now_ms();
+    sq_test_res *res = client_req(host, "GET", path, NULL, NULL, 0);
+
+    assert_ms(path, client_now_ms() - t0, lo, hi);
+    ck_assert_msg(res->status == 200, "%s: %d %s", path, res->status, res->body);
+    client_assert_header(res, "Content-Type", "application/json");
+    json_t *j = json_loads(res->body, 0, NULL);
+    ck_assert_msg(j, "%s: not JSON: %s", path, res->body);
+    sq_test_res_free(res);
+    return j;
+}
+
+/* Checks that j is {"data":{"id":id,"name":"Item <id>","fetched_at":N},"source":source}. */
+static void assert_item(const json_t *j, const char *id, const char *source)
+{
+    const json_t *data = json_object_get(j, "data");
+    char name[128];
+
+    snprintf(name, sizeof(name), "Item %s", id);
+    ck_assert_uint_eq(json_object_size(j), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "source")), source);
+    ck_assert_uint_eq(json_object_size(data), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(data, "id")), id);
+    ck_assert_str_eq(json_string_value(json_object_get(data, "name")), name);
+    ck_assert(json_integer_value(json_object_get(data, "fetched_at")) > 1600000000);
+}
+
+/* The first request waits for the backend; the next ones get the same data at once. */
+START_TEST(test_cache_fresh_then_cached)
+{
+    json_t *fresh = get_json("/cached?id=42", 495, 700);
+    assert_item(fresh, "42", "fresh");
+    for (int i = 0; i < 3; i++) {
+        json_t *hit = get_json("/cached?id=42", 0, 100);
+        assert_item(hit, "42", "cache");
+        ck_assert(json_equal(json_object_get(hit, "data"), json_object_get(fresh, "data")));
+        json_decref(hit);
+    }
+    json_decref(fresh);
+    json_t *other = get_json("/cached?id=a-B_9", 495, 700); /* another id: another entry */
+    assert_item(other, "a-B_9", "fresh");
+    json_decref(other);
+}
+END_TEST
+
+/* Past ttl_ms (300 ms here, 10 minutes by default) the item is fetched again. */
+START_TEST(test_cache_expires)
+{
+    json_decref(get_json("/cached?id=7", 495, 700));
+    json_t *hit = get_json("/cached?id=7", 0, 100);
+    assert_item(hit, "7", "cache");
+    json_decref(hit);
+    client_sleep_ms(300);
+    json_t *again = get_json("/cached?id=7", 495, 700);
+    assert_item(again, "7", "fresh");
+    json_decref(again);
+}
+END_TEST
+
+/* Clients asking for one id at once each fetch it (the pattern has no single flight), all
+   in about one fetch's time: the waits overlap. */
+START_TEST(test_cache_concurrent)
+{
+    struct client_res res[NCONC];
+    int64_t elapsed = concurrent("GET /cached?id=c HTTP/1.1\r\nHost: t\r\n\r\n", NCONC, res);
+
+    assert_ms("20 GET /cached at once", elapsed, 495, 750);
+    for (size_t i = 0; i < NCONC; i++) {
+        ck_assert_int_eq(res[i].status, 200);
+        ck_assert_msg(strstr(res[i].body, "\"source\":\"fresh\""), "%s", res[i].body);
+        client_res_free(&res[i]);
+    }
+    json_t *hit = get_json("/cached?id=c", 0, 100);
+    assert_item(hit, "c", "cache");
+    json_decref(hit);
+}
+END_TEST
+
+START_TEST(test_cache_bad_id)
+{
+    const char *bad[] = {
+        "/cached",
+        "/cached?id=",
+        "/cached?id=a%2Fb",
+        "/cached?id=a+b",
+        "/cached?id=%C3%A9",
+        "/cached?id=12345678901234567890123456789012345678901234567890123456789012345"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int64_t t0 = client_now_ms();
+        sq_test_res *res = client_req(host, "GET", bad[i], NULL, NULL, 0);
+        assert_ms(bad[i], client_now_ms() - t0, 0, 100);
+        client_assert_json_error(res, 400,
+                                 "{\"error\":\"id must be 1 to 64 letters, digits, '-' or '_'\"}");
+        sq_test_res_free(res);
+    }
+}
+END_TEST
+
+/* /report under the response cache: MISS after 500 ms, then HIT at once with the same body
+   and an Age. */
+START_TEST(test_cache_report)
+{
+    int64_t t0 = client_now_ms();
+    sq_test_res *miss = client_req(host, "GET", "/report", NULL, NULL, 0);
+
+    assert_ms("GET /report", client_now_ms() - t0, 495, 700);
+    ck_assert_int_eq(miss->status, 200);
+    client_assert_header(miss, "X-Cache", "MISS");
+    ck_assert_msg(strstr(miss->body, "{\"report\":\"orders by region\",\"regions\":{\"north\":120,"
+                                     "\"south\":95},\"generated_at\":"),
+                  "%s", miss->body);
+    for (int i = 0; i < 3; i++) {
+        t0 = client_now_ms();
+        sq_test_res *hit = client_req(host, "GET", "/report", NULL, NULL, 0);
+        assert_ms("GET /report (cached)", client_now_ms() - t0, 0, 100);
+        ck_assert_int_eq(hit->status, 200);
+        client_assert_header(hit, "X-Cache", "HIT");
+        client_assert_header(hit, "Age", "0");
+        client_assert_header(hit, "Content-Type", "application/json");
+        ck_assert_str_eq(hit->body, miss->body);
+        sq_test_res_free(hit);
+    }
+    sq_test_res_free(miss);
+}
+END_TEST
+
+/* Without the [route] section, /report is not cached. */
+START_TEST(test_cache_report_uncached)
+{
+    sq_test_res *res;
+    sq_test_host *h = start_example("cache", NULL);
+
+    for (int i = 0; i < 2; i++) {
+        int64_t t0 = client_now_ms();
+        res = client_req(h, "GET", "/report", NULL, NULL, 0);
+        assert_ms("GET /report", client_now_ms() - t0, 495, 700);
+        ck_assert_int_eq(res->status, 200);
+        ck_assert_ptr_null(sq_test_header(res, "X-Cache"));
+        sq_test_res_free(res);
+    }
+    sq_test_stop(h);
+}
+END_TEST
+
+START_TEST(test_cache_ttl_invalid)
+{
+    const char *bad[] = {"0", "-1", "abc", "10s", " 5", "86400001", "99999999999999999999999"};
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char conf[PATH_MAX + 256], extra[64];
+        snprintf(extra, sizeof(extra), "ttl_ms = \"%s\"\n", bad[i]);
+        example_conf("cache", extra, conf, sizeof(conf));
+        sq_test_host *h = sq_test_start(conf);
+        if (h)
+            sq_test_stop(h);
+        ck_assert_msg(!h, "ttl_ms = %s was accepted", bad[i]);
+        ck_assert_msg(strstr(sq_test_error(), "init failed"), "%s", sq_test_error());
+    }
+}
+END_TEST
+
+/* ---- ratelimit ---- */
+
+#define LIMITED "{\"error\":\"Rate limit exceeded\"}"
+
+static void setup_ratelimit(void)
+{
+    host = start_example("ratelimit", "[route GET /limited]\nratelimit = 10/60s\n");
+}
+
+/* GET /limited on h with hdrs: checks the status, the client it reports (when 200) and the
+   remaining allowance. */
+static void expect_limited(sq_test_host *h, const char *hdrs, int status, const char *client,
+                           int remaining)
+{
+    sq_test_res *res = client_req(h, "GET", "/limited", hdrs, NULL, 0);
+    char want[128];
+
+    ck_assert_msg(res->status == status, "%d %s", res->status, res->body);
+    client_assert_header(res, "RateLimit-Limit", "10");
+    snprintf(want, sizeof(want), "%d", remaining);
+    client_assert_header(res, "RateLimit-Remaining", want);
+    if (status == 200) {
+        snprintf(want, sizeof(want), "{\"message\":\"within the limit\",\"client\":\"%s\"}",
+                 client);
+        ck_assert_str_eq(res->body, want);
+        ck_assert_ptr_null(sq_test_header(res, "Retry-After"));
+    } else {
+        client_assert_json_error(res, 429, LIMITED);
+        client_assert_header(res, "Retry-After", "6"); /* 60 s / 10 */
+        client_assert_header(res, "RateLimit-Reset", "60");
+    }
+    sq_test_res_free(res);
+}
+
+/* Ten pass, the allowance counting down, each adding 6 s to the reset; the 11th is refused. */
+START_TEST(test_ratelimit_eleventh_refused)
+{
+    for (int i = 1; i <= 10; i++) {
+        sq_test_res *res = client_req(host, "GET", "/limited", NULL, NULL, 0);
+        char want[16];
+        ck_assert_int_eq(res->status, 200);
+        snprintf(want, sizeof(want), "%d", 10 - i);
+        client_assert_header(res, "RateLimit-Remaining", want);
+        snprintf(want, sizeof(want), "%d", 6 * i);
+        client_assert_header(res, "RateLimit-Reset", want);
+        sq_test_res_free(res);
+    }
+    expect_limited(host, NULL, 429, NULL, 0);
+    expect_limited(host, NULL, 429, NULL, 0);
+}
+END_TEST
+
+/* Without the conf's section the route's own .ratelimit is the same 10/60s. */
+START_TEST(test_ratelimit_code_default)
+{
+    sq_test_host *h = start_example("ratelimit", NULL);
+
+    for (int i = 1; i <= 10; i++)
+        expect_limited(h, NULL, 200, "127.0.0.1", 10 - i);
+    expect_limited(h, NULL, 429, NULL, 0);
+    sq_test_stop(h);
+}
+END_TEST
+
+/* Behind trusted proxies each client has its own allowance, as the README says; from any
+   other peer the headers are ignored. */
+START_TEST(test_ratelimit_trusted_proxies)
+{
+    char plugin[PATH_MAX + 256], conf[PATH_MAX + 512];
+
+    example_conf("ratelimit", NULL, plugin, sizeof(plugin));
+    snprintf(conf, sizeof(conf), "[server]\ntrusted_proxies = 127.0.0.1, 10.0.0.0/8\n%s", plugin);
+    sq_test_host *h = sq_test_start(conf);
+    ck_assert_msg(h, "sq_test_start: %s", sq_test_error());
+    const char *a = "X-Forwarded-For: 203.0.113.7\r\n";
+    for (int i = 1; i <= 10; i++)
+        expect_limited(h, a, 200, "203.0.113.7", 10 - i);
+    expect_limited(h, a, 429, NULL, 0);
+    expect_limited(h, "X-Forwarded-For: 1.1.1.1, 203.0.113.7, 10.0.0.5\r\n", 429, NULL, 0);
+    expect_limited(h, "X-Forwarded-For: 198.51.100.1\r\n", 200, "198.51.100.1", 9);
+    expect_limited(h, "X-Real-IP: 198.51.100.2\r\n", 200, "198.51.100.2", 9);
+    expect_limited(h, NULL, 200, "127.0.0.1", 9);
+    sq_test_stop(h);
+    h = start_example("ratelimit", NULL); /* no trusted proxies: the peer is the client */
+    expect_limited(h, a, 200, "127.0.0.1", 9);
+    expect_limited(h, "X-Real-IP: 198.51.100.2\r\n", 200, "127.0.0.1", 8);
+    sq_test_stop(h);
+}
+END_TEST
+
 /* ---- The shipped configurations ---- */
 
 /* `squall -c examples/NAME/NAME.conf --check` accepts each. Their paths point into build/,
    so this runs only for that build (and from the top of the tree, as make test does). */
 START_TEST(test_example_confs)
 {
-    const char *names[] = {"async_handler", "error_handling", "queue_worker"};
+    const char *names[] = {"async_handler", "error_handling", "queue_worker", "cache", "ratelimit"};
 
     if (strcmp(client_build_dir(), "build") != 0)
         return;
@@ -582,6 +850,30 @@ static Suite *examples_suite(void)
     tcase_add_test(tc, test_queue_fail_job);
     tcase_add_test(tc, test_queue_bad_input);
     tcase_add_test(tc, test_queue_stop_busy);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cache");
+    tcase_add_checked_fixture(tc, setup_cache, teardown);
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_cache_fresh_then_cached);
+    tcase_add_test(tc, test_cache_expires);
+    tcase_add_test(tc, test_cache_concurrent);
+    tcase_add_test(tc, test_cache_bad_id);
+    tcase_add_test(tc, test_cache_report);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("ratelimit");
+    tcase_add_checked_fixture(tc, setup_ratelimit, teardown);
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_ratelimit_eleventh_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cache and ratelimit config");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_cache_report_uncached);
+    tcase_add_test(tc, test_cache_ttl_invalid);
+    tcase_add_test(tc, test_ratelimit_code_default);
+    tcase_add_test(tc, test_ratelimit_trusted_proxies);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("queue_worker config");

@@ -478,6 +478,43 @@ START_TEST(test_connect_timeout)
 }
 END_TEST
 
+/* New connections refused for a while (the database does not allow connections) while the
+   pool's one connection is busy: the waiting request gets a new connection once they are
+   allowed again, retried after the backoff, not only when the busy one comes back. */
+START_TEST(test_backoff_then_connect)
+{
+    char admin_dsn[600];
+    struct client_res res;
+
+    snprintf(admin_dsn, sizeof(admin_dsn), "%s dbname=template1", dsn);
+    PGconn *admin = PQconnectdb(admin_dsn);
+    ck_assert_msg(PQstatus(admin) == CONNECTION_OK, "%s", PQerrorMessage(admin));
+    start_db("pool_size = 2\npool_wait_timeout = 5s", NULL);
+    struct client_conn *busy = send_get("/sleep?s=2");
+    for (int i = 0; i < 100 && sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
+                                        "query = 'SELECT pg_sleep($1)' AND state = 'active'") < 1;
+         i++)
+        client_sleep_ms(10);
+    PQclear(PQexec(admin, "ALTER DATABASE postgres ALLOW_CONNECTIONS false"));
+    int64_t t0 = client_now_ms();
+    struct client_conn *waiting = send_get("/sleep?s=0");
+    client_sleep_ms(300);
+    PQclear(PQexec(admin, "ALTER DATABASE postgres ALLOW_CONNECTIONS true"));
+    PQfinish(admin);
+    ck_assert_int_eq(client_read_reply(waiting, &res, false, T_REPLY), 0);
+    int64_t ms = client_now_ms() - t0;
+    ck_assert_int_eq(res.status, 200);
+    ck_assert_msg(ms < 1500, "served after %lld ms: it waited for the busy connection",
+                  (long long)ms);
+    client_res_free(&res);
+    ck_assert_int_eq(client_read_reply(busy, &res, false, T_REPLY), 0);
+    ck_assert_int_eq(res.status, 200);
+    client_res_free(&res);
+    client_close(waiting);
+    client_close(busy);
+}
+END_TEST
+
 /* The route's 200 ms timeout: the client gets 408 at once and the query stops running on
    the server (PQcancel), leaving the connection usable. */
 START_TEST(test_timeout_cancels_query)
@@ -634,6 +671,7 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, test_pool_exhausted);
     tcase_add_test(tc, test_many_requests_few_connections);
     tcase_add_test(tc, test_connect_timeout);
+    tcase_add_test(tc, test_backoff_then_connect);
     tcase_add_test(tc, test_timeout_cancels_query);
     tcase_add_test(tc, test_sessions_killed_under_load);
     tcase_add_test(tc, test_listen_notify);

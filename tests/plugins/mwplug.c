@@ -57,9 +57,20 @@ enum counter {
 };
 
 static const char *const counter_names[NCOUNTERS] = {
-    "count",        "nostore",           "private", "cookie",       "status",
-    "slow",         "slow_timedout",     "slow_late_refused",       "auth",
-    "auth_refused", "auth_after",        "code-rl", "code-cache",   "post",
+    [C_COUNT] = "count",
+    [C_NOSTORE] = "nostore",
+    [C_PRIVATE] = "private",
+    [C_COOKIE] = "cookie",
+    [C_STATUS] = "status",
+    [C_SLOW] = "slow",
+    [C_SLOW_TIMEDOUT] = "slow_timedout",
+    [C_SLOW_LATE_REFUSED] = "slow_late_refused",
+    [C_AUTH] = "auth",
+    [C_AUTH_REFUSED] = "auth_refused",
+    [C_AUTH_AFTER] = "auth_after",
+    [C_CODE_RL] = "code-rl",
+    [C_CODE_CACHE] = "code-cache",
+    [C_POST] = "post",
 };
 
 /* The instance's counters, made by init and freed by fini. */

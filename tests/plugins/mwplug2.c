@@ -9,8 +9,9 @@
  *   DELETE /kv               sq_cache_clear: "cleared"
  *
  * Config ([plugin mwplug2]): middleware = NAME registers a middleware NAME that passes every
- * request on and adds X-Mw2-Status: <status> to its replies (NAME = auth clashes with
- * mwplug's, which the host refuses at start).
+ * request on, counting them in this plugin's sq_cache entry "tag-hits" (X-Mw2-Hits: N), and
+ * adds X-Mw2-Status: <status> and X-Mw2-Cache: ok (its sq_cache_set of "tag-status" worked)
+ * to its replies. NAME = auth clashes with mwplug's, which the host refuses at start.
  */
 #include <squall.h>
 #include <stdio.h>
@@ -54,19 +55,38 @@ static int kv_clear(sq_req *r)
     return sq_reply(r, 200, "text/plain", "cleared", 7);
 }
 
+/* Counts the requests it passes on in this plugin's sq_cache entry "tag-hits" and says the
+   count in X-Mw2-Hits. */
+static int tag_before(sq_req *r, void *arg)
+{
+    const char *v = sq_cache_get("tag-hits", NULL);
+    char n[24];
+
+    snprintf(n, sizeof(n), "%ld", v ? atol(v) + 1 : 1);
+    if (sq_cache_set("tag-hits", n, strlen(n), TTL_DEFAULT_MS) < 0)
+        return sq_reply_error(r, 500, "tag: %s", sq_errmsg());
+    sq_reply_header(r, "X-Mw2-Hits", n);
+    return SQ_NEXT;
+}
+
+/* Adds X-Mw2-Status: <status>, and X-Mw2-Cache: "ok" when it could keep the status in the
+   entry "tag-status" (or why not). */
 static void tag_after(sq_req *r, int status, void *arg)
 {
     char v[16];
 
     snprintf(v, sizeof(v), "%d", status);
     sq_reply_header(r, "X-Mw2-Status", v);
+    sq_reply_header(r, "X-Mw2-Cache",
+                    sq_cache_set("tag-status", v, strlen(v), TTL_DEFAULT_MS) == 0 ? "ok"
+                                                                                  : sq_errmsg());
 }
 
 static int init(sq_plugin_ctx *ctx)
 {
     const char *name = sq_config_get(ctx, "middleware");
 
-    if (name && sq_middleware_add(ctx, name, NULL, tag_after, NULL) < 0) {
+    if (name && sq_middleware_add(ctx, name, tag_before, tag_after, NULL) < 0) {
         sq_log(SQ_LOG_ERROR, "middleware = %s: %s", name, sq_errmsg());
         return -1;
     }
