@@ -244,6 +244,7 @@ struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *ar
     co->result = 0;
     co->on_done = NULL;
     co->plugin = plugin_current;
+    plugin_ref(co->plugin); /* the code it runs stays loaded until it ends */
     co->label = "task";
     co->parent = co->children = co->sibling_prev = co->sibling_next = NULL;
     co->nchildren = 0;
@@ -280,6 +281,7 @@ static void coro_finish(struct coro *co)
     }
     if (co->on_done)
         co->on_done(co, co->done_data);
+    plugin_unref(co->plugin);
     if (l->nspare < LOOP_SPARE_CORO) {
         co->next = l->spare;
         l->spare = co;
@@ -288,6 +290,13 @@ static void coro_finish(struct coro *co)
         coro_stack_put(&l->stacks, co->stack);
         free(co);
     }
+}
+
+void coro_set_plugin(struct coro *co, struct sq_plugin_ctx *p)
+{
+    plugin_ref(p);
+    plugin_unref(co->plugin);
+    co->plugin = p;
 }
 
 void coro_resume(struct coro *co)

@@ -177,6 +177,9 @@ void coro_at_end(struct coro *co, struct coro_cleanup *c);
 /* Takes c back (no-op when it is not registered on co). */
 void coro_at_end_remove(struct coro *co, struct coro_cleanup *c);
 
+/* Makes co run plugin p's code (a handler's coroutine), moving its reference. */
+void coro_set_plugin(struct coro *co, struct sq_plugin_ctx *p);
+
 /* Allocations of the running coroutine (sq_coro_alloc); NULL outside one. */
 struct arena *coro_arena(void);
 

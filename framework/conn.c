@@ -281,7 +281,7 @@ static void conn_run_handler(struct conn *c, struct sq_req *r)
         conn_request_end(c);
         return;
     }
-    co->plugin = r->route->plugin;
+    coro_set_plugin(co, r->route->plugin);
     co->label = r->route->label;
     co->on_done = on_handler_done;
     co->done_data = c;
@@ -303,8 +303,10 @@ static void conn_route(struct conn *c, struct sq_req *r)
     char allow[128];
     void *route;
 
-    switch (router_match(c->srv->router, h->method, h->method_len, h->path, h->path_len, &route,
-                         &r->params, allow, sizeof(allow))) {
+    r->routes = c->srv->routes; /* held to the end: a reload meanwhile changes nothing here */
+    routes_ref(r->routes);
+    switch (router_match(r->routes->router, h->method, h->method_len, h->path, h->path_len,
+                         &route, &r->params, allow, sizeof(allow))) {
     case ROUTER_FOUND:
         r->route = route;
         conn_run_handler(c, r);
@@ -326,6 +328,7 @@ static struct sq_req *conn_request(struct conn *c)
 
     r->http = NULL;
     r->route = NULL;
+    r->routes = NULL;
     r->params.n = 0;
     r->arena = &c->arena;
     r->out = &c->out;
@@ -384,6 +387,8 @@ static void conn_request_end(struct conn *c)
     if (r->mw_passed)
         middleware_end(r);
     request_done(r);
+    routes_unref(r->routes);
+    r->routes = NULL;
     arena_reset(&c->arena);
     c->rpos += c->used;
     c->phase = PHASE_HEAD;

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "ratelimit.h"
 #include "request.h"
+#include "routes.h"
 #include "server.h"
 #include "xalloc.h"
 
@@ -29,7 +30,7 @@ struct settings {
     uint64_t rl_ms;
     const char *rl_header;
     size_t rl_max_keys;
-    const void *rl_origin;
+    char rl_origin[300]; /* who set it: "code GET /x", "plugin hello", "route GET /x" */
     uint64_t cache_ms;
     const struct config_mw *vary, *status, *use;
 };
@@ -139,8 +140,8 @@ int sq_middleware_add(sq_plugin_ctx *ctx, const char *name, sq_before_fn before,
 
 /* ---- Building ---- */
 
-/* Applies one section's settings over s; origin is what a ratelimit set here belongs to. */
-static void settings_apply(struct settings *s, const struct config_mw *mw)
+/* Applies one section's settings over s; origin names the section. */
+static void settings_apply(struct settings *s, const struct config_mw *mw, const char *origin)
 {
     if (!mw)
         return;
@@ -151,7 +152,7 @@ static void settings_apply(struct settings *s, const struct config_mw *mw)
     if (mw->line[MW_RATELIMIT]) {
         s->rl_n = mw->ratelimit_n;
         s->rl_ms = mw->ratelimit_ms;
-        s->rl_origin = mw;
+        snprintf(s->rl_origin, sizeof(s->rl_origin), "%s", origin);
     }
     if (mw->line[MW_RATELIMIT_KEY])
         s->rl_header = mw->ratelimit_header;
@@ -187,20 +188,24 @@ static int settings_of(struct route_entry *e, struct settings *s, char *why, siz
             snprintf(why, len, "%s: bad .ratelimit '%s': %s", e->label, rt->ratelimit, err);
             return -1;
         }
-        s->rl_origin = e;
+        snprintf(s->rl_origin, sizeof(s->rl_origin), "code %s", e->label);
     }
     if (ROUTE_HAS(p, cache_ttl_s) && rt->cache_ttl_s > 0)
         s->cache_ms = (uint64_t)rt->cache_ttl_s * 1000;
-    settings_apply(s, &p->cfg->mw);
-    settings_apply(s, e->cfg_route);
+    char origin[300];
+    snprintf(origin, sizeof(origin), "plugin %s", p->name);
+    settings_apply(s, &p->cfg->mw, origin);
+    snprintf(origin, sizeof(origin), "route %s", e->label);
+    settings_apply(s, e->cfg_route, origin);
     return 0;
 }
 
-/* The zone for these settings: shared by the routes one section's ratelimit covers. */
+/* The zone for these settings: shared by the routes one section's ratelimit covers, and
+   kept across reloads (a new build does not reset its clients' limits). */
 static struct mw_zone *zone_for(struct server *srv, const struct settings *s)
 {
     for (struct mw_zone *z = srv->zones; z; z = z->next)
-        if (z->origin == s->rl_origin && z->n == s->rl_n && z->period_ms == s->rl_ms &&
+        if (strcmp(z->origin, s->rl_origin) == 0 && z->n == s->rl_n && z->period_ms == s->rl_ms &&
             z->max_keys == s->rl_max_keys &&
             (z->header ? s->rl_header && strcmp(z->header, s->rl_header) == 0 : !s->rl_header))
             return z;
@@ -308,28 +313,29 @@ void middleware_init(struct server *srv)
     srv->loop->cache = mw_cache_new(srv->base, srv->cfg->cache_max_bytes);
 }
 
-int middleware_build(struct server *srv, char *err, size_t errlen)
+int middleware_build(struct server *srv, struct routes *t, char *err, size_t errlen)
 {
     int failed = check_unique(srv, err, errlen);
 
-    for (size_t i = 0; i < srv->nplugins; i++)
-        for (size_t j = 0; j < srv->plugins[i]->nroutes; j++)
-            if (build_route(srv, &srv->plugins[i]->routes[j], err, errlen) < 0)
-                failed = -1;
+    for (size_t i = 0; i < t->nentries; i++)
+        if (build_route(srv, &t->entries[i], err, errlen) < 0)
+            failed = -1;
     return failed;
+}
+
+void middleware_free_chains(struct routes *t)
+{
+    for (size_t i = 0; i < t->nentries; i++) {
+        struct mw_chain *ch = t->entries[i].chain;
+        for (size_t k = 0; ch && k < ch->n; k++)
+            if (ch->links[k].before == mw_cache_before)
+                free(ch->links[k].arg);
+        free(ch);
+    }
 }
 
 void middleware_free(struct server *srv)
 {
-    for (size_t i = 0; i < srv->nplugins; i++)
-        for (size_t j = 0; j < srv->plugins[i]->nroutes; j++) {
-            struct mw_chain *ch = srv->plugins[i]->routes[j].chain;
-            for (size_t k = 0; ch && k < ch->n; k++)
-                if (ch->links[k].before == mw_cache_before)
-                    free(ch->links[k].arg);
-            free(ch);
-            srv->plugins[i]->routes[j].chain = NULL;
-        }
     while (srv->zones) {
         struct mw_zone *z = srv->zones;
         srv->zones = z->next;

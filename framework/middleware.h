@@ -35,6 +35,7 @@ struct sq_req;
 struct sq_plugin_ctx;
 struct server;
 struct config;
+struct routes;
 
 #define MW_NEXT 0 /* what before() returns to pass the request on */
 
@@ -68,14 +69,17 @@ struct mw_def {
 void middleware_init(struct server *srv);
 
 /*
- * Builds the chain of every route of the server's plugins from their settings, making the
- * rate-limit zones (one per section that sets ratelimit, one per route for a code-level
- * .ratelimit) and the cache store. Returns 0, or -1 with every problem (a `use` naming no
- * loaded plugin's middleware, with file:line) in err.
+ * Builds the chain of every route in t from its settings, making the rate-limit zones it
+ * needs (one per section that sets ratelimit, one per route for a code-level .ratelimit;
+ * kept in srv, so that a rebuilt table finds the same ones). Returns 0, or -1 with every
+ * problem (a `use` naming no loaded plugin's middleware, with file:line) in err.
  */
-int middleware_build(struct server *srv, char *err, size_t errlen);
+int middleware_build(struct server *srv, struct routes *t, char *err, size_t errlen);
 
-/* Frees the chains, zones, the cache store and its flights. */
+/* Frees the chains of t's routes. */
+void middleware_free_chains(struct routes *t);
+
+/* Frees the zones and the cache store (the host is stopping). */
 void middleware_free(struct server *srv);
 
 /* Runs the route's links before the handler: MW_NEXT, or what the stopping link returned.
@@ -95,7 +99,7 @@ void middleware_end(struct sq_req *r);
    header when the request has it. */
 struct mw_zone {
     struct mw_zone *next;
-    const void *origin; /* what set it: a config_mw, or a route_entry for the code's */
+    char *origin;       /* what set it: "code GET /x", "plugin NAME", "route GET /x" */
     struct ratelimit *rl;
     uint32_t n;
     uint64_t period_ms;
@@ -104,7 +108,7 @@ struct mw_zone {
     char limit[12];     /* n, for RateLimit-Limit */
 };
 
-struct mw_zone *mw_zone_new(const void *origin, uint32_t n, uint64_t period_ms,
+struct mw_zone *mw_zone_new(const char *origin, uint32_t n, uint64_t period_ms,
                             size_t max_keys, const char *header);
 void mw_zone_free(struct mw_zone *z);
 int mw_ratelimit_before(struct sq_req *r, void *zone);

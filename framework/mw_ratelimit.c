@@ -19,12 +19,12 @@
 #include "request.h"
 #include "xalloc.h"
 
-struct mw_zone *mw_zone_new(const void *origin, uint32_t n, uint64_t period_ms,
+struct mw_zone *mw_zone_new(const char *origin, uint32_t n, uint64_t period_ms,
                             size_t max_keys, const char *header)
 {
     struct mw_zone *z = xcalloc(1, sizeof(*z));
 
-    z->origin = origin;
+    z->origin = xstrdup(origin);
     z->n = n;
     z->period_ms = period_ms;
     z->max_keys = max_keys;
@@ -40,6 +40,7 @@ void mw_zone_free(struct mw_zone *z)
         return;
     ratelimit_free(z->rl);
     free(z->header);
+    free(z->origin);
     free(z);
 }
 

@@ -1,17 +1,24 @@
 /*
- * plugin.c - loading plugins (see plugin.h).
+ * plugin.c - plugin instances (see plugin.h).
  */
 #include "plugin.h"
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "async.h"
 #include "log.h"
 #include "pg.h"
+#include "router.h"
+#include "timer.h"
 
 struct sq_plugin_ctx *plugin_current;
 
@@ -42,68 +49,75 @@ static int check_descriptor(const sq_plugin *d, char *why, size_t len)
     return 0;
 }
 
-/* The plugin's i-th route; routes are read with the plugin's own struct size so that
-   fields appended to sq_route later keep old plugins working. */
-static const sq_route *route_at(const sq_plugin *d, size_t i)
+const sq_route *plugin_route(const struct sq_plugin_ctx *p, size_t i)
 {
-    return (const sq_route *)((const char *)d->routes + i * d->route_size);
+    return (const sq_route *)((const char *)p->desc->routes + i * p->desc->route_size);
 }
 
-static char *join_path(const char *mount, const char *path)
+/* Counts and checks the routes before init: a reload with a broken route is refused while
+   the old instance still serves. */
+static int check_routes(struct sq_plugin_ctx *p, char *why, size_t len)
 {
-    size_t m = strcmp(mount, "/") == 0 ? 0 : strlen(mount);
-    char *s = xmalloc(m + strlen(path) + 1);
-    memcpy(s, mount, m);
-    strcpy(s + m, path);
-    return s;
-}
-
-static int mount_routes(struct sq_plugin_ctx *p, struct router *router, char *why, size_t len)
-{
-    size_t n = 0;
-
-    while (route_at(p->desc, n)->method)
-        n++;
-    p->routes = xcalloc(n, sizeof(*p->routes));
-    for (size_t i = 0; i < n; i++) {
-        const sq_route *rt = route_at(p->desc, i);
-        struct route_entry *e = &p->routes[p->nroutes];
+    for (p->nroutes = 0; plugin_route(p, p->nroutes)->method; p->nroutes++) {
+        const sq_route *rt = plugin_route(p, p->nroutes);
         if (!rt->path || !rt->handler) {
-            snprintf(why, len, "route %zu (%s) has no %s", i, rt->method,
+            snprintf(why, len, "route %zu (%s) has no %s", p->nroutes, rt->method,
                      rt->path ? "handler" : "path");
             return -1;
         }
-        if (router_check_pattern(rt->path, why, len) < 0) /* before the mount hides it */
+        if (router_check_pattern(rt->path, why, len) < 0)
             return -1;
-        char *full = join_path(p->cfg->mount, rt->path);
-        char rerr[256];
-        int rc = router_add(router, rt->method, full, e, rerr, sizeof(rerr));
-        e->plugin = p;
-        e->route = rt;
-        e->label = xmalloc(strlen(rt->method) + strlen(full) + 2);
-        sprintf(e->label, "%s %s", rt->method, full);
-        free(full);
-        p->nroutes++;
-        if (rc < 0) {
-            snprintf(why, len, "%s", rerr);
-            return -1;
-        }
     }
     return 0;
 }
 
+/* Copies fd's contents into a new in-memory file; its descriptor, or -1. */
+static int private_copy(int fd, const char *name, off_t size)
+{
+    int mfd = memfd_create(name, MFD_CLOEXEC);
+    off_t off = 0;
+
+    if (mfd < 0)
+        return -1;
+    while (off < size) {
+        ssize_t n = sendfile(mfd, fd, &off, (size_t)(size - off));
+        if (n <= 0) {
+            close(mfd);
+            return -1;
+        }
+    }
+    return mfd;
+}
+
+/* dlopen()s a private copy of p->path, so that a build rewriting the file (in place, or in
+   several writes) can never change the code this instance runs. */
 static int open_library(struct sq_plugin_ctx *p, char *why, size_t len)
 {
     struct stat st;
+    char proc[64];
+    int fd = open(p->path, O_RDONLY | O_CLOEXEC), mfd = -1;
 
-    if (stat(p->path, &st) < 0) {
+    if (fd < 0 || fstat(fd, &st) < 0) {
         snprintf(why, len, "%s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    /* A name without '/' would make dlopen search the system's library path. */
-    char *local = strchr(p->path, '/') ? NULL : join_path("./", p->path);
-    p->dl = dlopen(local ? local : p->path, RTLD_NOW | RTLD_LOCAL);
-    free(local);
+    p->dev = st.st_dev;
+    p->ino = st.st_ino;
+    p->mtime = st.st_mtim;
+    p->size = st.st_size;
+    mfd = private_copy(fd, p->name, st.st_size);
+    close(fd);
+    if (mfd < 0) {
+        snprintf(why, len, "cannot copy it: %s", strerror(errno));
+        return -1;
+    }
+    /* The copy stays open while the instance is loaded: dlopen knows a library by the name
+       it was given, so no two loaded ones may share a "/proc/self/fd/N". */
+    p->mfd = mfd;
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", mfd);
+    p->dl = dlopen(proc, RTLD_NOW | RTLD_LOCAL);
     if (!p->dl) {
         snprintf(why, len, "not a loadable shared object: %s", dlerror());
         return -1;
@@ -119,17 +133,18 @@ static int open_library(struct sq_plugin_ctx *p, char *why, size_t len)
         snprintf(why, len, "descriptor names it '%s', not '%s'", p->desc->name, p->name);
         return -1;
     }
-    return 0;
+    return check_routes(p, why, len);
 }
 
 static int run_init(struct sq_plugin_ctx *p, char *why, size_t len)
 {
     if (p->desc->init) {
+        struct sq_plugin_ctx *saved = plugin_current;
         plugin_current = p;
         p->in_init = 1;
         int rc = p->desc->init(p);
         p->in_init = 0;
-        plugin_current = NULL;
+        plugin_current = saved;
         if (rc != 0) {
             snprintf(why, len, "init failed (returned %d)", rc);
             return -1;
@@ -139,8 +154,31 @@ static int run_init(struct sq_plugin_ctx *p, char *why, size_t len)
     return 0;
 }
 
-struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, struct router *router, char *err,
-                                  size_t errlen)
+/* fini (when init succeeded), dlclose, free. */
+static void plugin_unload(struct sq_plugin_ctx *p)
+{
+    pg_listen_stop_plugin(p); /* what it LISTENs to stops before fini frees its state */
+    if (p->initialized && p->desc->fini) {
+        struct sq_plugin_ctx *saved = plugin_current;
+        plugin_current = p;
+        p->desc->fini(p);
+        plugin_current = saved;
+    }
+    for (struct mw_def *d = p->middleware, *next; d; d = next) {
+        next = d->next;
+        free(d->name);
+        free(d);
+    }
+    if (p->dl)
+        dlclose(p->dl);
+    if (p->mfd >= 0)
+        close(p->mfd);
+    free(p->name);
+    free(p->path);
+    free(p);
+}
+
+struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, char *err, size_t errlen)
 {
     struct sq_plugin_ctx *p = xcalloc(1, sizeof(*p));
     char why[512];
@@ -148,9 +186,9 @@ struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, struct router 
     p->name = xstrdup(cp->name);
     p->path = xstrdup(cp->path);
     p->cfg = cp;
-    /* Routes first: a route clash is found before init has done anything. */
-    if (open_library(p, why, sizeof(why)) < 0 || mount_routes(p, router, why, sizeof(why)) < 0 ||
-        run_init(p, why, sizeof(why)) < 0) {
+    p->refs = 1;
+    p->mfd = -1;
+    if (open_library(p, why, sizeof(why)) < 0 || run_init(p, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "plugin %s (%s): %s", p->name, p->path, why);
         plugin_unload(p);
         return NULL;
@@ -160,29 +198,91 @@ struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, struct router 
     return p;
 }
 
-void plugin_unload(struct sq_plugin_ctx *p)
+bool plugin_changed(const struct sq_plugin_ctx *p)
+{
+    struct stat st;
+
+    if (stat(p->path, &st) < 0)
+        return false; /* being replaced: the next event will tell */
+    return st.st_dev != p->dev || st.st_ino != p->ino || st.st_size != p->size ||
+           st.st_mtim.tv_sec != p->mtime.tv_sec || st.st_mtim.tv_nsec != p->mtime.tv_nsec;
+}
+
+/* ---- References and retirement ---- */
+
+static __thread struct sq_plugin_ctx *dead; /* in the order their last reference went */
+static __thread bool reap_scheduled;
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    reap_scheduled = false;
+    plugin_reap();
+}
+
+void plugin_ref(struct sq_plugin_ctx *p)
+{
+    if (p)
+        p->refs++;
+}
+
+void plugin_unref(struct sq_plugin_ctx *p)
+{
+    static const struct timeval now = {0, 0};
+
+    if (!p || --p->refs > 0)
+        return;
+    /* Not here: the last reference may go deep in a call that still runs its code's
+       caller. In order, so that instances retired together finish as they were retired. */
+    struct sq_plugin_ctx **tail = &dead;
+    while (*tail)
+        tail = &(*tail)->next_dead;
+    p->next_dead = NULL;
+    *tail = p;
+    if (!reap_scheduled && loop_current &&
+        event_base_once(loop_current->base, -1, EV_TIMEOUT, on_reap, NULL, &now) == 0)
+        reap_scheduled = true;
+}
+
+void plugin_retire(struct sq_plugin_ctx *p)
 {
     if (!p)
         return;
-    pg_listen_stop_plugin(p); /* what it LISTENs to stops before fini frees its state */
-    if (p->initialized && p->desc->fini) {
-        plugin_current = p;
-        p->desc->fini(p);
-        plugin_current = NULL;
+    p->retired = true;
+    if (loop_current)
+        timer_stop_plugin(loop_current, p);
+    pg_listen_stop_plugin(p);
+    plugin_unref(p);
+}
+
+void plugin_reap(void)
+{
+    while (dead) {
+        struct sq_plugin_ctx *p = dead;
+        dead = p->next_dead;
+        log_info("plugin %s: instance unloaded", p->name);
+        plugin_unload(p);
     }
-    for (size_t i = 0; i < p->nroutes; i++)
-        free(p->routes[i].label);
-    free(p->routes);
-    for (struct mw_def *d = p->middleware, *next; d; d = next) {
-        next = d->next;
-        free(d->name);
-        free(d);
-    }
-    if (p->dl)
-        dlclose(p->dl);
-    free(p->name);
-    free(p->path);
-    free(p);
+}
+
+void plugin_handoff(struct sq_plugin_ctx *old, struct sq_plugin_ctx *p)
+{
+    bool saves = old->desc->size >= offsetof(sq_plugin, save_state) + sizeof(void *) &&
+                 old->desc->save_state;
+    bool restores = p->desc->size >= offsetof(sq_plugin, restore_state) + sizeof(void *) &&
+                    p->desc->restore_state;
+    struct sq_plugin_ctx *saved = plugin_current;
+
+    if (!saves || !restores)
+        return;
+    plugin_current = old;
+    json_t *state = old->desc->save_state(old);
+    plugin_current = p;
+    if (!state)
+        log_warn("plugin %s: save_state returned no state", p->name);
+    else if (p->desc->restore_state(p, state) != 0)
+        log_warn("plugin %s: restore_state failed: the new instance starts afresh", p->name);
+    json_decref(state);
+    plugin_current = saved;
 }
 
 /* ---- SDK: the plugin instance ---- */

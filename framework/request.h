@@ -12,6 +12,7 @@
 #include "config.h"
 #include "http1.h"
 #include "plugin.h"
+#include "routes.h"
 #include "response.h"
 #include "router.h"
 #include "squall.h"
@@ -19,6 +20,7 @@
 struct sq_req {
     const struct http1_request *http; /* strings NUL-terminated in place by the conn */
     const struct route_entry *route;  /* NULL when no route matched */
+    struct routes *routes;            /* the table it was routed by (referenced), or NULL */
     struct route_params params;
     struct arena *arena;
     struct buf *out;                  /* the connection's output: the reply goes here */

@@ -21,6 +21,8 @@
 #include "conn.h"
 #include "coro.h"
 #include "listen.h"
+#include "routes.h"
+#include "timer.h"
 #include "pg.h"
 #include "pgembed.h"
 
@@ -141,21 +143,6 @@ static int server_listen(struct server *srv, const int *fds, char *err, size_t e
 
 /* ---- Plugins ---- */
 
-/* The mounted route a [route METHOD PATH] section names, or NULL. */
-static struct route_entry *route_find(struct server *srv, const struct config_route *cr)
-{
-    size_t n = strlen(cr->method);
-
-    for (size_t i = 0; i < srv->nplugins; i++)
-        for (size_t j = 0; j < srv->plugins[i]->nroutes; j++) {
-            struct route_entry *e = &srv->plugins[i]->routes[j];
-            if (strncmp(e->label, cr->method, n) == 0 && e->label[n] == ' ' &&
-                strcmp(e->label + n + 1, cr->path) == 0)
-                return e;
-        }
-    return NULL;
-}
-
 static int server_load_plugins(struct server *srv, char *err, size_t errlen)
 {
     const struct config *cfg = srv->cfg;
@@ -164,7 +151,7 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
 
     srv->plugins = xcalloc(cfg->nplugins, sizeof(*srv->plugins));
     for (size_t i = 0; i < cfg->nplugins; i++) {
-        struct sq_plugin_ctx *p = plugin_load(&cfg->plugins[i], srv->router, why, sizeof(why));
+        struct sq_plugin_ctx *p = plugin_load(&cfg->plugins[i], why, sizeof(why));
         if (!p) {
             err_add(err, errlen, "%s:%d: %s", cfg->file, cfg->plugins[i].line, why);
             failed = -1;
@@ -172,17 +159,9 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
         }
         srv->plugins[srv->nplugins++] = p;
     }
-    for (size_t i = 0; i < cfg->nroutes && !failed; i++) {
-        struct route_entry *e = route_find(srv, &cfg->routes[i]);
-        if (e) {
-            e->cfg_route = &cfg->routes[i].mw;
-            continue;
-        }
-        err_add(err, errlen, "%s:%d: [route %s %s] matches no plugin's route", cfg->file,
-                cfg->routes[i].line, cfg->routes[i].method, cfg->routes[i].path);
+    if (!failed && !(srv->routes = routes_build(srv, err, errlen)))
         failed = -1;
-    }
-    return failed ? failed : middleware_build(srv, err, errlen);
+    return failed;
 }
 
 /* ---- Database ---- */
@@ -330,7 +309,6 @@ struct server *server_new(struct config *cfg, int flags, const int *fds, char *e
     event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_PRECISE_TIMER);
     srv->base = event_base_new_with_config(ec);
     event_config_free(ec);
-    srv->router = router_new();
     if (srv->base) {
         srv->loop = loop_new(srv->base, cfg->coroutine_stack, cfg->threads);
         loop_current = srv->loop; /* plugins' init may start tasks and timers */
@@ -397,16 +375,19 @@ void server_free(struct server *srv)
     if (srv->loop && loop_drain(srv->loop, SERVER_DRAIN_MS) > 0)
         log_error("%zu coroutines did not end after cancellation", srv->loop->live);
     conn_free_spares(srv);
+    routes_unref(srv->routes);
+    for (size_t i = srv->nplugins; i-- > 0;) /* fini in reverse order of loading */
+        plugin_retire(srv->plugins[i]);
+    free(srv->plugins);
+    if (srv->loop)
+        timer_free_all(srv->loop); /* pending timers hold their instances */
+    plugin_reap();
     if (srv->loop)
         middleware_free(srv);
-    for (size_t i = srv->nplugins; i-- > 0;)
-        plugin_unload(srv->plugins[i]);
-    free(srv->plugins);
     if (srv->loop)
         pg_pool_free(srv->loop->pg);
     if (srv->loop && srv->loop->live == 0) /* else leaked: their stacks are in use */
         loop_free(srv->loop);
-    router_free(srv->router);
     if (srv->accesslog) {
         event_del(&srv->flush_ev);
         accesslog_close(srv->accesslog);

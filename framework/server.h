@@ -32,7 +32,7 @@ struct server {
     struct event_base *base;
     struct loop *loop; /* coroutines, timers, the thread pool */
     struct config *cfg; /* owned */
-    struct router *router;
+    struct routes *routes;  /* the current routing table (routes.h) */
     struct sq_plugin_ctx **plugins;
     size_t nplugins;
     struct mw_zone *zones;  /* rate-limit zones (middleware.c) */

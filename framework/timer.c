@@ -43,6 +43,7 @@ static void timer_free(struct sq_timer *t)
 {
     event_del(&t->ev);
     LIST_UNLINK(t->loop->timers, t, prev, next);
+    plugin_unref(t->plugin);
     free(t);
 }
 
@@ -72,6 +73,7 @@ sq_timer *sq_call_later(uint64_t ms, sq_callback_fn fn, void *arg)
     t->fn = fn;
     t->arg = arg;
     t->plugin = plugin_current;
+    plugin_ref(t->plugin);
     evtimer_assign(&t->ev, l->base, on_timer, t);
     event_base_update_cache_time(l->base); /* the timer counts from now, not the turn's start */
     struct timeval tv = us_tv(ms * 1000);
@@ -97,6 +99,7 @@ static void periodic_free(struct sq_periodic *p)
 {
     event_del(&p->ev);
     LIST_UNLINK(p->loop->periodics, p, prev, next);
+    plugin_unref(p->plugin);
     free(p);
 }
 
@@ -166,6 +169,7 @@ sq_periodic *sq_every(uint64_t ms, double jitter, sq_task_fn fn, void *arg)
     p->ms = ms;
     p->jitter = jitter;
     p->plugin = plugin_current;
+    plugin_ref(p->plugin);
     p->next_at = loop_now_us(l);
     evtimer_assign(&p->ev, l->base, on_tick, p);
     LIST_PUSH(l->periodics, p, prev, next);
@@ -182,6 +186,15 @@ void sq_periodic_stop(sq_periodic *p)
         p->stopped = true;
     } else {
         periodic_free(p);
+    }
+}
+
+void timer_stop_plugin(struct loop *l, struct sq_plugin_ctx *plugin)
+{
+    for (struct sq_periodic *p = l->periodics, *next; p; p = next) {
+        next = p->next;
+        if (p->plugin == plugin)
+            sq_periodic_stop(p);
     }
 }
 

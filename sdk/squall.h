@@ -113,8 +113,16 @@ typedef struct sq_plugin {
        keep state with sq_plugin_set_data. Returns 0, or non-zero to refuse to load (say why
        with sq_log first). */
     int (*init)(sq_plugin_ctx *ctx);
-    /* Called once when the instance retires (host exit); frees what init made. */
+    /* Called once when the instance retires (host exit, or a hot reload once its last
+       request has finished); frees what init made. */
     void (*fini)(sq_plugin_ctx *ctx);
+    /* Optional, for hot reload: the old instance's state as JSON (a new reference), handed
+       to the new instance's restore_state right after its init, before it serves. Either
+       side may lack them; then the new instance starts with what its init made. */
+    json_t *(*save_state)(sq_plugin_ctx *ctx);
+    /* Takes the state (borrowed: the host frees it). Returns 0, or non-zero to start
+       without it (logged). */
+    int (*restore_state)(sq_plugin_ctx *ctx, json_t *state);
 } sq_plugin;
 
 /* Defines the plugin's descriptor: SQ_PLUGIN(.name = "x", .routes = routes, ...). */
