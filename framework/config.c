@@ -25,12 +25,12 @@ enum section { SEC_NONE, SEC_SKIP, SEC_SERVER, SEC_PLUGIN, SEC_ROUTE, SEC_DATABA
 
 enum server_key { K_LISTEN, K_WORKERS, K_HEADER_TIMEOUT, K_KEEPALIVE_TIMEOUT, K_MAX_HEADER,
                   K_MAX_BODY, K_ACCESS_LOG, K_COROUTINE_STACK, K_THREADS, K_TRUSTED_PROXIES,
-                  K_CACHE_MAX_BYTES, K_SHUTDOWN_TIMEOUT, K_COUNT };
+                  K_CACHE_MAX_BYTES, K_SHUTDOWN_TIMEOUT, K_RELOAD, K_COUNT };
 
 static const char *const server_keys[K_COUNT] = {
     "listen", "workers", "header_timeout", "keepalive_timeout", "max_header", "max_body",
     "access_log", "coroutine_stack", "threads", "trusted_proxies", "cache_max_bytes",
-    "shutdown_timeout",
+    "shutdown_timeout", "reload",
 };
 
 enum db_key { D_DSN, D_POOL_SIZE, D_CONNECT_TIMEOUT, D_STATEMENT_TIMEOUT, D_POOL_WAIT_TIMEOUT,
@@ -432,6 +432,13 @@ static void server_key(struct parser *p, const char *key, const char *v)
     case K_TRUSTED_PROXIES: set_trusted(p, v); break;
     case K_CACHE_MAX_BYTES: set_size(p, key, v, 0, SIZE_MAX, &cfg->cache_max_bytes); break;
     case K_SHUTDOWN_TIMEOUT: set_timeout(p, key, v, &cfg->shutdown_timeout_ms); break;
+    case K_RELOAD:
+        if (strcmp(v, "auto") == 0 || strcmp(v, "signal") == 0 || strcmp(v, "off") == 0)
+            cfg->reload = v[0] == 'a' ? CONFIG_RELOAD_AUTO : v[0] == 's' ? CONFIG_RELOAD_SIGNAL
+                                                                         : CONFIG_RELOAD_OFF;
+        else
+            perr(p, "bad reload '%s' (use auto, signal or off)", v);
+        break;
     }
 }
 

@@ -3,7 +3,7 @@
  *
  *   [server]            listen (repeatable), workers, header_timeout, keepalive_timeout,
  *                       max_header, max_body, access_log, coroutine_stack, threads,
- *                       trusted_proxies, cache_max_bytes, shutdown_timeout
+ *                       trusted_proxies, cache_max_bytes, shutdown_timeout, reload
  *   [plugin NAME]       path (required), mount (default "/"), middleware keys (see
  *                       enum config_mw_key), and free keys for the plugin
  *   [route METHOD PATH] middleware keys for one mounted route
@@ -105,6 +105,13 @@ struct config_database {
     int line;                      /* of the section header */
 };
 
+/* [server] reload: what makes the host load a plugin's new build. */
+enum config_reload {
+    CONFIG_RELOAD_AUTO,   /* its file changes (inotify), or SIGHUP / squall reload */
+    CONFIG_RELOAD_SIGNAL, /* SIGHUP / squall reload only */
+    CONFIG_RELOAD_OFF,    /* never: a restart is needed */
+};
+
 struct config {
     char *file; /* name used in messages */
     struct config_listen *listen;
@@ -121,6 +128,7 @@ struct config {
     size_t ntrusted;
     size_t cache_max_bytes; /* the response cache and sq_cache_* store; default 64m */
     uint64_t shutdown_timeout_ms; /* SIGTERM: in-flight requests get this long; default 10s */
+    enum config_reload reload;    /* default auto */
     struct config_plugin *plugins;
     size_t nplugins;
     struct config_route *routes;

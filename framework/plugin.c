@@ -190,7 +190,7 @@ struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, char *err, siz
     p->mfd = -1;
     if (open_library(p, why, sizeof(why)) < 0 || run_init(p, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "plugin %s (%s): %s", p->name, p->path, why);
-        plugin_unload(p);
+        plugin_retire(p); /* what a failed init started may still refer to it */
         return NULL;
     }
     log_info("plugin %s %s loaded from %s: %zu routes", p->name,

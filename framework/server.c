@@ -23,6 +23,7 @@
 #include "listen.h"
 #include "routes.h"
 #include "timer.h"
+#include "watch.h"
 #include "pg.h"
 #include "pgembed.h"
 
@@ -164,6 +165,73 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
     return failed;
 }
 
+/* ---- Hot reload ---- */
+
+/* Replaces plugin i by a new instance of its file: loaded and initialised beside the old
+   one, handed its state, then routed to; the old one finishes what it has started. On any
+   failure the old one keeps serving and the reason is logged. */
+static int reload_plugin(struct server *srv, size_t i)
+{
+    struct sq_plugin_ctx *old = srv->plugins[i], *p;
+    uint64_t start = loop_now_us(srv->loop);
+    char why[2048] = "";
+
+    if (!(p = plugin_load(old->cfg, why, sizeof(why)))) {
+        log_error("reload failed, the running version keeps serving: %s", why);
+        return -1;
+    }
+    plugin_handoff(old, p);
+    srv->plugins[i] = p;
+    struct routes *t = routes_build(srv, why, sizeof(why));
+    if (!t) {
+        srv->plugins[i] = old;
+        plugin_retire(p);
+        log_error("reload of plugin %s failed, the running version keeps serving: %s", old->name,
+                  why);
+        return -1;
+    }
+    routes_unref(srv->routes);
+    srv->routes = t;
+    plugin_retire(old);
+    log_info("plugin %s reloaded in %.1f ms", p->name,
+             (double)(loop_now_us(srv->loop) - start) / 1000.0);
+    return 0;
+}
+
+/* The watch saw plugin i's file change. */
+static void on_plugin_changed(void *arg, size_t i)
+{
+    struct server *srv = arg;
+
+    if (i < srv->nplugins && !srv->draining && plugin_changed(srv->plugins[i]))
+        reload_plugin(srv, i);
+}
+
+void server_reload(struct server *srv)
+{
+    size_t reloaded = 0;
+
+    if (srv->cfg->reload == CONFIG_RELOAD_OFF) {
+        log_warn("reload = off: ignoring the reload request");
+        return;
+    }
+    for (size_t i = 0; i < srv->nplugins; i++)
+        if (plugin_changed(srv->plugins[i]))
+            reloaded += reload_plugin(srv, i) == 0;
+    log_info("reload: %zu of %zu plugins had a new build", reloaded, srv->nplugins);
+}
+
+static void watch_plugins(struct server *srv)
+{
+    const char *paths[srv->nplugins];
+
+    for (size_t i = 0; i < srv->nplugins; i++)
+        paths[i] = srv->plugins[i]->path;
+    srv->watch = watch_new(srv->base, paths, srv->nplugins, on_plugin_changed, srv);
+    if (!srv->watch)
+        log_warn("reload = auto: %s; reloading on SIGHUP only", sq_errmsg());
+}
+
 /* ---- Database ---- */
 
 /* [database]: the embedded cluster when dsn = embedded (not for --check: nothing connects
@@ -245,7 +313,8 @@ void server_shutdown(struct server *srv)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     if (sig == SIGHUP) {
-        log_warn("SIGHUP: hot reload is not implemented yet; ignored");
+        log_info("SIGHUP: reloading");
+        server_reload(arg);
         return;
     }
     log_info("%s: %s", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGQUIT",
@@ -323,6 +392,8 @@ struct server *server_new(struct config *cfg, int flags, const int *fds, char *e
         server_free(srv);
         return NULL;
     }
+    if ((flags & SERVER_SIGNALS) && cfg->reload == CONFIG_RELOAD_AUTO)
+        watch_plugins(srv);
     return srv;
 }
 
@@ -375,6 +446,7 @@ void server_free(struct server *srv)
     if (srv->loop && loop_drain(srv->loop, SERVER_DRAIN_MS) > 0)
         log_error("%zu coroutines did not end after cancellation", srv->loop->live);
     conn_free_spares(srv);
+    watch_free(srv->watch);
     routes_unref(srv->routes);
     for (size_t i = srv->nplugins; i-- > 0;) /* fini in reverse order of loading */
         plugin_retire(srv->plugins[i]);

@@ -55,6 +55,7 @@ struct server {
     struct event stop_ev;   /* the read end of stop_pipe */
     struct event *sigint_ev, *sigterm_ev, *sigquit_ev, *sighup_ev;
     bool draining;          /* server_shutdown: no accepting, connections close when done */
+    struct watch *watch;    /* reload = auto: the plugins' files */
     struct event drain_ev;  /* shutdown_timeout */
     int stop_pipe[2];
 };
@@ -79,6 +80,9 @@ int server_run(struct server *srv);
    finish its request (its reply says Connection: close), and ends the loop when none is
    left or after [server] shutdown_timeout. On the loop's thread. */
 void server_shutdown(struct server *srv);
+
+/* Reloads every plugin whose file is a new build (SIGHUP, squall reload). */
+void server_reload(struct server *srv);
 
 /* Asks the loop to stop at once. Safe from another thread and from a signal handler. */
 void server_stop(struct server *srv);

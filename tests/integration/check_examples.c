@@ -1,9 +1,10 @@
 /*
  * check_examples.c - the example plugins (examples/async_handler, error_handling,
- * queue_worker, cache, ratelimit) served by a host in this process (sdk/squall_test.h) over
- * real sockets on 127.0.0.1: what they answer, and how long they take to answer it. The
+ * queue_worker, cache, ratelimit, users) served by a host in this process (sdk/squall_test.h)
+ * over real sockets on 127.0.0.1: what they answer, and how long they take to answer it. The
  * timings are the point: they show the operations run concurrently and that an await blocks
- * no one, and that a cached answer skips the wait.
+ * no one, and that a cached answer skips the wait. users runs against a real PostgreSQL: an
+ * embedded cluster in a temporary directory, started once for its tests.
  *
  * $SQ_BUILD (default "build") says where examples/NAME.so were built.
  */
@@ -16,8 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "../check_main.h"
 #include "client.h"
+#include "pgembed.h"
 #include "squall_test.h"
 
 #define NCONC 20   /* requests sent at once on separate connections */
@@ -796,13 +800,473 @@ START_TEST(test_ratelimit_trusted_proxies)
 }
 END_TEST
 
+/* ---- users (PostgreSQL) ----
+ *
+ * One embedded cluster for the users tests, started by the tcase's unchecked fixture (once,
+ * in the runner's process) and borrowed by every host through `dsn = embedded` with its
+ * embedded_dir, as users.conf has it. Each test starts with no users table, so the plugin's
+ * init creates it every time, and the tests do not see each other's rows. The test looks at
+ * the rows itself with a blocking libpq connection of its own.
+ */
+
+#define USERS_LOCK "7372657375" /* the advisory lock key users.c takes to create its table */
+
+static char pgdir[64];
+static char pgdsn[512];
+static struct pgembed *cluster;
+
+static void cluster_setup(void)
+{
+    char err[1024] = "mkdtemp failed";
+
+    snprintf(pgdir, sizeof(pgdir), "/tmp/squall-check-examples-XXXXXX");
+    if (!mkdtemp(pgdir) || !(cluster = pgembed_start(pgdir, err, sizeof(err)))) {
+        fprintf(stderr, "check_examples: cannot start PostgreSQL in %s: %s\n", pgdir, err);
+        return; /* the tests fail, saying so */
+    }
+    snprintf(pgdsn, sizeof(pgdsn), "%s", pgembed_dsn(cluster));
+}
+
+static void cluster_teardown(void)
+{
+    char cmd[128];
+
+    pgembed_stop(cluster);
+    cluster = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pgdir);
+    if (pgdir[0] && system(cmd) != 0)
+        fprintf(stderr, "check_examples: cannot remove %s\n", pgdir);
+}
+
+static void notice_ignore(void *arg, const char *message)
+{
+}
+
+/* A connection of the test's own to the cluster (dbname overrides the DSN's when not NULL). */
+static PGconn *sql_connect(const char *dbname)
+{
+    char dsn[600];
+
+    ck_assert_msg(cluster, "no PostgreSQL cluster (see the log above)");
+    snprintf(dsn, sizeof(dsn), "%s%s%s", pgdsn, dbname ? " dbname=" : "", dbname ? dbname : "");
+    PGconn *c = PQconnectdb(dsn);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
+    PQsetNoticeProcessor(c, notice_ignore, NULL); /* "table does not exist, skipping" */
+    return c;
+}
+
+/* Runs sql on c; fails the test on an error. Returns the first value (the caller frees it)
+   or NULL when there is none. */
+static char *sql_on(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    char *v = NULL;
+
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK,
+                  "%s: %s", sql, PQresultErrorMessage(r));
+    if (PQntuples(r) > 0 && PQnfields(r) > 0)
+        v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+/* sql on a new connection; its first value as a number (-1 when none). */
+static long sql_long(const char *sql)
+{
+    PGconn *c = sql_connect(NULL);
+    char *v = sql_on(c, sql);
+    long n = v ? atol(v) : -1;
+
+    free(v);
+    PQfinish(c);
+    return n;
+}
+
+/* Starts a host serving users against the cluster (or the database dbname when not NULL). */
+static sq_test_host *start_users(const char *dbname)
+{
+    char extra[1024], conf[PATH_MAX + 1280];
+
+    ck_assert_msg(cluster, "no PostgreSQL cluster (see the log above)");
+    if (dbname)
+        snprintf(extra, sizeof(extra), "[database]\ndsn = \"%s dbname=%s\"\n", pgdsn, dbname);
+    else
+        snprintf(extra, sizeof(extra), "[database]\ndsn = embedded\nembedded_dir = %s\n", pgdir);
+    int n = snprintf(conf, sizeof(conf), "%s", extra);
+    example_conf("users", NULL, conf + n, sizeof(conf) - (size_t)n);
+    sq_test_host *h = sq_test_start(conf);
+    ck_assert_msg(h, "sq_test_start: %s", sq_test_error());
+    return h;
+}
+
+static void setup_users(void)
+{
+    sql_long("DROP TABLE IF EXISTS users");
+    host = start_users(NULL);
+}
+
+/* POSTs body to /users; returns the reply (free it). */
+static sq_test_res *post_users(const char *body)
+{
+    return client_req(host, "POST", "/users", NULL, body, strlen(body));
+}
+
+/* POSTs one user, which must be created; returns its id. */
+static long create_user(const char *name, const char *email)
+{
+    char body[512];
+
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"email\":\"%s\"}", name, email);
+    sq_test_res *res = post_users(body);
+    ck_assert_msg(res->status == 201, "%s: %d %s", body, res->status, res->body);
+    client_assert_header(res, "Content-Type", "application/json");
+    json_t *j = json_loads(res->body, 0, NULL);
+    ck_assert_msg(j, "not JSON: %s", res->body);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "created");
+    ck_assert_msg(json_is_integer(json_object_get(j, "user_id")), "%s", res->body);
+    ck_assert_uint_eq(json_object_size(j), 2);
+    long id = (long)json_integer_value(json_object_get(j, "user_id"));
+    json_decref(j);
+    sq_test_res_free(res);
+    return id;
+}
+
+/* GET path: checks the status and returns the body (the caller frees it). */
+static char *get_body(const char *path, int status)
+{
+    sq_test_res *res = client_req(host, "GET", path, NULL, NULL, 0);
+
+    ck_assert_msg(res->status == status, "%s: %d %s", path, res->status, res->body);
+    client_assert_header(res, "Content-Type", "application/json");
+    char *body = strdup(res->body);
+    sq_test_res_free(res);
+    return body;
+}
+
+/* Checks that the users table holds n rows with email. */
+static void expect_email_rows(const char *email, long n)
+{
+    char sql[256];
+
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM users WHERE email = '%s'", email);
+    ck_assert_int_eq(sql_long(sql), n);
+}
+
+START_TEST(test_users_crud)
+{
+    long ada = create_user("Ada", "ada@example.org");
+    long bob = create_user("Bob", "bob@example.org");
+    char path[64], want[256];
+
+    ck_assert_int_gt(ada, 0);
+    ck_assert_int_gt(bob, ada);
+    snprintf(path, sizeof(path), "/users/%ld", ada);
+    char *body = get_body(path, 200);
+    snprintf(want, sizeof(want),
+             "{\"id\":%ld,\"name\":\"Ada\",\"email\":\"ada@example.org\",\"active\":true}", ada);
+    ck_assert_str_eq(body, want);
+    free(body);
+    body = get_body("/users", 200);
+    snprintf(want, sizeof(want),
+             "{\"users\":[{\"id\":%ld,\"name\":\"Ada\",\"email\":\"ada@example.org\"},"
+             "{\"id\":%ld,\"name\":\"Bob\",\"email\":\"bob@example.org\"}]}",
+             ada, bob);
+    ck_assert_str_eq(body, want);
+    free(body);
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM users WHERE active"), 2);
+}
+END_TEST
+
+/* Only active users are listed; an inactive one is still found by id. */
+START_TEST(test_users_inactive)
+{
+    long ada = create_user("Ada", "ada@example.org");
+    long eve = create_user("Eve", "eve@example.org");
+    char sql[128], path[64], want[256];
+
+    snprintf(sql, sizeof(sql), "UPDATE users SET active = false WHERE id = %ld", eve);
+    sql_long(sql);
+    char *body = get_body("/users", 200);
+    snprintf(want, sizeof(want),
+             "{\"users\":[{\"id\":%ld,\"name\":\"Ada\",\"email\":\"ada@example.org\"}]}", ada);
+    ck_assert_str_eq(body, want);
+    free(body);
+    snprintf(path, sizeof(path), "/users/%ld", eve);
+    body = get_body(path, 200);
+    ck_assert_msg(strstr(body, "\"active\":false"), "%s", body);
+    free(body);
+}
+END_TEST
+
+START_TEST(test_users_empty_and_404)
+{
+    const char *absent[] = {"/users/1", "/users/0", "/users/-5", "/users/9223372036854775807"};
+
+    char *body = get_body("/users", 200);
+    ck_assert_str_eq(body, "{\"users\":[]}");
+    free(body);
+    for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
+        sq_test_res *res = client_req(host, "GET", absent[i], NULL, NULL, 0);
+        char want[128];
+        snprintf(want, sizeof(want), "{\"error\":\"user %s not found\"}", absent[i] + 7);
+        client_assert_json_error(res, 404, want);
+        sq_test_res_free(res);
+    }
+    sq_test_res *res = client_req(host, "GET", "/users/abc", NULL, NULL, 0);
+    ck_assert_int_eq(res->status, 404); /* not an {id:int}: no route */
+    sq_test_res_free(res);
+}
+END_TEST
+
+START_TEST(test_users_bad_input)
+{
+    static const struct {
+        const char *body, *error;
+    } bad[] = {
+        {"{\"name\":\"Ada\"}", "email must be a string of 1 to 254 bytes with an '@'"},
+        {"{\"email\":\"a@b\"}", "name must be a string of 1 to 200 bytes"},
+        {"{\"name\":1,\"email\":\"a@b\"}", "name must be a string of 1 to 200 bytes"},
+        {"{\"name\":\"Ada\",\"email\":null}", "email must be a string of 1 to 254 bytes with an '@'"},
+        {"{\"name\":\"\",\"email\":\"a@b\"}", "name must be a string of 1 to 200 bytes"},
+        {"{\"name\":\"Ada\",\"email\":\"ada.example.org\"}",
+         "email must be a string of 1 to 254 bytes with an '@'"},
+        {"{\"name\":[\"Ada\"],\"email\":\"a@b\"}", "name must be a string of 1 to 200 bytes"},
+        {"[]", "expected 1 to 100 users"},
+        {"[{\"name\":\"Ada\",\"email\":\"a@b\"},{\"name\":\"Bob\"}]",
+         "users[1]: email must be a string of 1 to 254 bytes with an '@'"},
+        {"[{\"name\":\"Ada\",\"email\":\"a@b\"},7]", "users[1]: expected an object with name and email"},
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char want[256];
+        sq_test_res *res = post_users(bad[i].body);
+        snprintf(want, sizeof(want), "{\"error\":\"%s\"}", bad[i].error);
+        ck_assert_msg(res->status == 400, "%s: %d %s", bad[i].body, res->status, res->body);
+        ck_assert_msg(strcmp(res->body, want) == 0, "%s: %s", bad[i].body, res->body);
+        sq_test_res_free(res);
+    }
+    const char *not_json[] = {"", "{\"name\":", "not json", "{\"name\":\"Ada\"} x", "\"Ada\"",
+                              "{\"name\":\"A\\u0000da\",\"email\":\"a@b\"}"};
+    for (size_t i = 0; i < sizeof(not_json) / sizeof(not_json[0]); i++) {
+        sq_test_res *res = post_users(not_json[i]);
+        ck_assert_msg(res->status == 400, "%s: %d %s", not_json[i], res->status, res->body);
+        ck_assert_msg(strncmp(res->body, "{\"error\":\"body must be JSON: ", 29) == 0, "%s",
+                      res->body);
+        sq_test_res_free(res);
+    }
+    char big[400], body[512];
+    memset(big, 'x', 201);
+    big[201] = '\0';
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"email\":\"a@b\"}", big);
+    sq_test_res *res = post_users(body);
+    client_assert_json_error(res, 400, "{\"error\":\"name must be a string of 1 to 200 bytes\"}");
+    sq_test_res_free(res);
+    char *list = get_body("/users", 200); /* refusing needs no table: it may not exist yet */
+    ck_assert_str_eq(list, "{\"users\":[]}");
+    free(list);
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), 0);
+    big[200] = '\0'; /* 200 bytes: fine */
+    snprintf(body, sizeof(body), "%s@example.org", big + 190);
+    create_user(big, body);
+}
+END_TEST
+
+START_TEST(test_users_duplicate_409)
+{
+    create_user("Ada", "ada@example.org");
+    sq_test_res *res = post_users("{\"name\":\"Ada 2\",\"email\":\"ada@example.org\"}");
+    client_assert_json_error(res, 409, "{\"error\":\"email already exists\"}");
+    sq_test_res_free(res);
+    expect_email_rows("ada@example.org", 1);
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM users WHERE name = 'Ada 2'"), 0);
+    create_user("Ada", "ADA@example.org"); /* another address */
+}
+END_TEST
+
+/* A list is one transaction: a duplicate half-way rolls back the users inserted before it,
+   and the connection goes back to the pool clean (no session left in a transaction). */
+START_TEST(test_users_rollback)
+{
+    create_user("Ada", "ada@example.org");
+    const char *fail[] = {
+        "[{\"name\":\"Bob\",\"email\":\"bob@example.org\"},"
+        "{\"name\":\"Eve\",\"email\":\"ada@example.org\"}]",
+        "[{\"name\":\"Bob\",\"email\":\"bob@example.org\"},"
+        "{\"name\":\"Cy\",\"email\":\"cy@example.org\"},"
+        "{\"name\":\"Bob 2\",\"email\":\"bob@example.org\"}]",
+    };
+    for (size_t i = 0; i < sizeof(fail) / sizeof(fail[0]); i++) {
+        sq_test_res *res = post_users(fail[i]);
+        client_assert_json_error(res, 409, "{\"error\":\"email already exists\"}");
+        sq_test_res_free(res);
+    }
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), 1);
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                              "'squall' AND state LIKE 'idle in transaction%'"),
+                     0);
+    sq_test_res *res = post_users("[{\"name\":\"Bob\",\"email\":\"bob@example.org\"},"
+                                  "{\"name\":\"Cy\",\"email\":\"cy@example.org\"}]");
+    ck_assert_msg(res->status == 201, "%d %s", res->status, res->body);
+    json_t *j = json_loads(res->body, 0, NULL);
+    json_t *ids = json_object_get(j, "user_ids");
+    ck_assert_msg(json_array_size(ids) == 2, "%s", res->body);
+    ck_assert_int_lt(json_integer_value(json_array_get(ids, 0)),
+                     json_integer_value(json_array_get(ids, 1)));
+    json_decref(j);
+    sq_test_res_free(res);
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), 3);
+}
+END_TEST
+
+/* Sends reqs[0..n) at once, each on its own connection; their replies into res[]. */
+static void concurrent_each(const char *const *reqs, size_t n, struct client_res *res)
+{
+    struct client_conn *cs[64];
+
+    ck_assert_uint_le(n, 64);
+    for (size_t i = 0; i < n; i++) {
+        cs[i] = client_open(sq_test_port(host));
+        ck_assert_msg(cs[i], "connection %zu failed", i);
+    }
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(client_send_str(cs[i], reqs[i]), 0);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(client_read_reply(cs[i], &res[i], false, T_MS) == 0, "no reply on %zu", i);
+        client_close(cs[i]);
+    }
+}
+
+/* Twenty POSTs at once, each its own user: twenty distinct ids. Then twenty at once for one
+   email: exactly one wins, the others get 409, and one row exists. */
+START_TEST(test_users_concurrent_posts)
+{
+    char bodies[NCONC][128], reqs[NCONC][512];
+    const char *rp[NCONC];
+    struct client_res res[NCONC];
+    long ids[NCONC];
+
+    for (size_t i = 0; i < NCONC; i++) {
+        snprintf(bodies[i], sizeof(bodies[i]), "{\"name\":\"U%zu\",\"email\":\"u%zu@example.org\"}",
+                 i, i);
+        rp[i] = post_req("/users", bodies[i], reqs[i], sizeof(reqs[i]));
+    }
+    concurrent_each(rp, NCONC, res);
+    for (size_t i = 0; i < NCONC; i++) {
+        ck_assert_msg(res[i].status == 201, "%zu: %d %s", i, res[i].status, res[i].body);
+        json_t *j = json_loads(res[i].body, 0, NULL);
+        ids[i] = (long)json_integer_value(json_object_get(j, "user_id"));
+        json_decref(j);
+        for (size_t k = 0; k < i; k++)
+            ck_assert_int_ne(ids[k], ids[i]);
+        client_res_free(&res[i]);
+    }
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), NCONC);
+
+    for (size_t i = 0; i < NCONC; i++) {
+        snprintf(bodies[i], sizeof(bodies[i]), "{\"name\":\"V%zu\",\"email\":\"same@example.org\"}",
+                 i);
+        rp[i] = post_req("/users", bodies[i], reqs[i], sizeof(reqs[i]));
+    }
+    concurrent_each(rp, NCONC, res);
+    int created = 0, taken = 0;
+    for (size_t i = 0; i < NCONC; i++) {
+        created += res[i].status == 201;
+        taken += res[i].status == 409;
+        client_res_free(&res[i]);
+    }
+    ck_assert_int_eq(created, 1);
+    ck_assert_int_eq(taken, NCONC - 1);
+    expect_email_rows("same@example.org", 1);
+}
+END_TEST
+
+/* Requests that arrive while init's task is still creating the table wait for it instead of
+   failing: the test holds the advisory lock the task needs, so it cannot finish. */
+START_TEST(test_users_wait_for_schema)
+{
+    struct client_res res[4];
+    char reqs[2][512];
+    const char *rp[4] = {
+        "GET /users HTTP/1.1\r\nHost: t\r\n\r\n",
+        post_req("/users", "{\"name\":\"Ada\",\"email\":\"ada@example.org\"}", reqs[0], 512),
+        "GET /users/1 HTTP/1.1\r\nHost: t\r\n\r\n",
+        post_req("/users", "{\"name\":\"Bob\",\"email\":\"bob@example.org\"}", reqs[1], 512),
+    };
+    struct client_conn *cs[4];
+    PGconn *lock = sql_connect(NULL);
+
+    sq_test_stop(host); /* the fixture's host made the table already */
+    host = NULL;
+    sql_long("DROP TABLE IF EXISTS users");
+    free(sql_on(lock, "SELECT pg_advisory_lock(" USERS_LOCK ")"));
+    host = start_users(NULL);
+    for (int i = 0; i < 4; i++) {
+        cs[i] = client_open(sq_test_port(host));
+        ck_assert_ptr_nonnull(cs[i]);
+        ck_assert_int_eq(client_send_str(cs[i], rp[i]), 0);
+    }
+    client_sleep_ms(300);
+    for (int i = 0; i < 4; i++) /* nothing has come back: they wait */
+        ck_assert_int_eq(client_fill(cs[i], 0), -1);
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM pg_tables WHERE tablename = 'users'"), 0);
+    free(sql_on(lock, "SELECT pg_advisory_unlock(" USERS_LOCK ")"));
+    PQfinish(lock);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(client_read_reply(cs[i], &res[i], false, T_MS) == 0, "no reply on %d", i);
+        client_close(cs[i]);
+    }
+    ck_assert_msg(res[0].status == 200, "%d %s", res[0].status, res[0].body);
+    ck_assert_msg(res[1].status == 201, "%d %s", res[1].status, res[1].body);
+    ck_assert_msg(res[2].status == 200 || res[2].status == 404, "%d %s", res[2].status,
+                  res[2].body);
+    ck_assert_msg(res[3].status == 201, "%d %s", res[3].status, res[3].body);
+    for (int i = 0; i < 4; i++)
+        client_res_free(&res[i]);
+    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), 2);
+}
+END_TEST
+
+/* A database that cannot be reached at start (here: it does not exist yet): requests get
+   503, and once it is there the next request creates the table and succeeds. */
+START_TEST(test_users_database_late)
+{
+    PGconn *admin = sql_connect(NULL);
+
+    sq_test_stop(host);
+    host = NULL;
+    free(sql_on(admin, "DROP DATABASE IF EXISTS users_late"));
+    host = start_users("users_late");
+    for (int i = 0; i < 2; i++) {
+        sq_test_res *res = client_req(host, "GET", "/users", NULL, NULL, 0);
+        ck_assert_msg(res->status == 503, "%d %s", res->status, res->body);
+        sq_test_res_free(res);
+    }
+    free(sql_on(admin, "CREATE DATABASE users_late"));
+    int status = 0;
+    for (int i = 0; i < 100 && status != 201; i++) { /* the pool retries after a backoff */
+        sq_test_res *res = post_users("{\"name\":\"Ada\",\"email\":\"ada@example.org\"}");
+        status = res->status;
+        ck_assert_msg(status == 201 || status == 503, "%d %s", status, res->body);
+        sq_test_res_free(res);
+        if (status != 201)
+            client_sleep_ms(50);
+    }
+    ck_assert_int_eq(status, 201);
+    sq_test_stop(host);
+    host = NULL;
+    free(sql_on(admin, "DROP DATABASE users_late"));
+    PQfinish(admin);
+}
+END_TEST
+
 /* ---- The shipped configurations ---- */
 
 /* `squall -c examples/NAME/NAME.conf --check` accepts each. Their paths point into build/,
    so this runs only for that build (and from the top of the tree, as make test does). */
 START_TEST(test_example_confs)
 {
-    const char *names[] = {"async_handler", "error_handling", "queue_worker", "cache", "ratelimit"};
+    const char *names[] = {"async_handler", "error_handling", "queue_worker", "cache", "ratelimit",
+                           "users"};
 
     if (strcmp(client_build_dir(), "build") != 0)
         return;
@@ -874,6 +1338,21 @@ static Suite *examples_suite(void)
     tcase_add_test(tc, test_cache_ttl_invalid);
     tcase_add_test(tc, test_ratelimit_code_default);
     tcase_add_test(tc, test_ratelimit_trusted_proxies);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("users");
+    tcase_add_unchecked_fixture(tc, cluster_setup, cluster_teardown);
+    tcase_add_checked_fixture(tc, setup_users, teardown);
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, test_users_crud);
+    tcase_add_test(tc, test_users_inactive);
+    tcase_add_test(tc, test_users_empty_and_404);
+    tcase_add_test(tc, test_users_bad_input);
+    tcase_add_test(tc, test_users_duplicate_409);
+    tcase_add_test(tc, test_users_rollback);
+    tcase_add_test(tc, test_users_concurrent_posts);
+    tcase_add_test(tc, test_users_wait_for_schema);
+    tcase_add_test(tc, test_users_database_late);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("queue_worker config");
