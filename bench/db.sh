@@ -152,7 +152,7 @@ compare_case() {
     done
     OURS=$(tr ' ' '\n' <<<"$sq_r" | grep . | median)
     local peer=$(tr ' ' '\n' <<<"$to_r" | grep . | median)
-    RATIO=$(awk -v a="$OURS" -v b="$peer" 'BEGIN {printf "%.2f", b > 0 ? a / b : 0}')
+    RATIO=$(awk -v a="$OURS" -v b="$peer" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
     printf 'squall   runs: %s\n         p99:  %s\n' "$sq_r" "$sq_p"
     printf 'tornado  runs: %s\n         p99:  %s\n' "$to_r" "$to_p"
     printf 'median   squall %.0f req/s (p99 %s ms), tornado %.0f req/s (p99 %s ms): %sx\n' \

@@ -862,6 +862,7 @@ static struct config *config_new(const char *name)
     struct config *cfg = grow(NULL, 0, sizeof *cfg);
 
     cfg->file = xstrdup(name);
+    cfg->refs = 1;
     cfg->workers = 1;
     cfg->header_timeout_ms = 10 * 1000;
     cfg->keepalive_timeout_ms = 60 * 1000;
@@ -972,9 +973,14 @@ static void free_plugin(struct config_plugin *pl)
     free_mw(&pl->mw);
 }
 
+void config_ref(struct config *cfg)
+{
+    cfg->refs++;
+}
+
 void config_free(struct config *cfg)
 {
-    if (!cfg)
+    if (!cfg || --cfg->refs > 0)
         return;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         free(cfg->listen[i].host);

@@ -113,6 +113,7 @@ enum config_reload {
 };
 
 struct config {
+    unsigned refs; /* config_ref / config_free */
     char *file; /* name used in messages */
     struct config_listen *listen;
     size_t nlisten;       /* at least 1: 127.0.0.1:8080 when none is given */
@@ -148,6 +149,9 @@ struct config *config_load(const char *file, char *err, size_t errlen);
 struct config *config_parse(const char *text, size_t len, const char *name, char *err,
                             size_t errlen);
 
+/* Reference counting: whatever keeps pointers into a config (a plugin instance, a routing
+   table) holds a reference; config_free drops one and frees it with the last. */
+void config_ref(struct config *cfg);
 void config_free(struct config *cfg);
 
 /* A plugin's free key, or NULL. The string lives as long as the config. */

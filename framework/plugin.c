@@ -173,12 +173,14 @@ static void plugin_unload(struct sq_plugin_ctx *p)
         dlclose(p->dl);
     if (p->mfd >= 0)
         close(p->mfd);
+    config_free(p->conf);
     free(p->name);
     free(p->path);
     free(p);
 }
 
-struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, char *err, size_t errlen)
+struct sq_plugin_ctx *plugin_load(struct config *conf, const struct config_plugin *cp, char *err,
+                                  size_t errlen)
 {
     struct sq_plugin_ctx *p = xcalloc(1, sizeof(*p));
     char why[512];
@@ -186,6 +188,8 @@ struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, char *err, siz
     p->name = xstrdup(cp->name);
     p->path = xstrdup(cp->path);
     p->cfg = cp;
+    p->conf = conf;
+    config_ref(conf);
     p->refs = 1;
     p->mfd = -1;
     if (open_library(p, why, sizeof(why)) < 0 || run_init(p, why, sizeof(why)) < 0) {
@@ -196,6 +200,14 @@ struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, char *err, siz
     log_info("plugin %s %s loaded from %s: %zu routes", p->name,
              p->desc->version ? p->desc->version : "", p->path, p->nroutes);
     return p;
+}
+
+void plugin_rebind(struct sq_plugin_ctx *p, struct config *conf, const struct config_plugin *cp)
+{
+    config_ref(conf);
+    config_free(p->conf);
+    p->conf = conf;
+    p->cfg = cp;
 }
 
 bool plugin_changed(const struct sq_plugin_ctx *p)

@@ -31,7 +31,8 @@ struct sq_plugin_ctx {
     void *dl;
     int mfd;                         /* the private copy dl was loaded from */
     const sq_plugin *desc;
-    const struct config_plugin *cfg; /* owned by the config */
+    const struct config_plugin *cfg; /* its section, in conf */
+    struct config *conf;             /* referenced */
     void *data;                      /* sq_plugin_set_data */
     size_t nroutes;                  /* in desc->routes, checked at load */
     struct mw_def *middleware;       /* what it provides (sq_middleware_add) */
@@ -47,11 +48,15 @@ struct sq_plugin_ctx {
 };
 
 /*
- * Loads a private copy of cp->path, checks its descriptor (ABI version and size first) and
+ * Loads a private copy of cp->path (cp is a section of conf), checks its descriptor (ABI version and size first) and
  * routes, and runs init. Returns the instance with one reference (the caller's), or NULL
  * with one line in err naming the plugin and file, and nothing left loaded.
  */
-struct sq_plugin_ctx *plugin_load(const struct config_plugin *cp, char *err, size_t errlen);
+struct sq_plugin_ctx *plugin_load(struct config *conf, const struct config_plugin *cp, char *err,
+                                  size_t errlen);
+
+/* Points p at its section cp of another configuration (a reread that left it unchanged). */
+void plugin_rebind(struct sq_plugin_ctx *p, struct config *conf, const struct config_plugin *cp);
 
 /* The instance's i-th route (i < p->nroutes), read with the plugin's own struct size. */
 const sq_route *plugin_route(const struct sq_plugin_ctx *p, size_t i);

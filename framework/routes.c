@@ -67,6 +67,8 @@ struct routes *routes_build(struct server *srv, char *err, size_t errlen)
     int failed = 0;
 
     t->refs = 1;
+    t->cfg = srv->cfg;
+    config_ref(t->cfg);
     t->router = router_new();
     t->plugins = xcalloc(srv->nplugins, sizeof(*t->plugins));
     for (size_t i = 0; i < srv->nplugins; i++)
@@ -113,5 +115,6 @@ void routes_unref(struct routes *t)
     for (size_t i = 0; i < t->nplugins; i++)
         plugin_unref(t->plugins[i]);
     free(t->plugins);
+    config_free(t->cfg);
     free(t);
 }

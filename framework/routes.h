@@ -37,6 +37,7 @@ struct routes {
     size_t nentries;
     struct sq_plugin_ctx **plugins; /* referenced */
     size_t nplugins;
+    struct config *cfg;             /* whose [route] sections it uses; referenced */
 };
 
 /* The table for srv's active instances (srv->plugins) and srv->cfg's [route] sections,

@@ -152,7 +152,7 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
 
     srv->plugins = xcalloc(cfg->nplugins, sizeof(*srv->plugins));
     for (size_t i = 0; i < cfg->nplugins; i++) {
-        struct sq_plugin_ctx *p = plugin_load(&cfg->plugins[i], why, sizeof(why));
+        struct sq_plugin_ctx *p = plugin_load(srv->cfg, &cfg->plugins[i], why, sizeof(why));
         if (!p) {
             err_add(err, errlen, "%s:%d: %s", cfg->file, cfg->plugins[i].line, why);
             failed = -1;
@@ -167,6 +167,8 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
 
 /* ---- Hot reload ---- */
 
+static void watch_plugins(struct server *srv);
+
 /* Replaces plugin i by a new instance of its file: loaded and initialised beside the old
    one, handed its state, then routed to; the old one finishes what it has started. On any
    failure the old one keeps serving and the reason is logged. */
@@ -176,7 +178,7 @@ static int reload_plugin(struct server *srv, size_t i)
     uint64_t start = loop_now_us(srv->loop);
     char why[2048] = "";
 
-    if (!(p = plugin_load(old->cfg, why, sizeof(why)))) {
+    if (!(p = plugin_load(old->conf, old->cfg, why, sizeof(why)))) {
         log_error("reload failed, the running version keeps serving: %s", why);
         return -1;
     }
@@ -207,18 +209,151 @@ static void on_plugin_changed(void *arg, size_t i)
         reload_plugin(srv, i);
 }
 
+/* Whether two sections load a plugin the same way: same file, same free keys. (Its mount
+   and middleware may differ: a new routing table applies those.) */
+static bool same_plugin(const struct config_plugin *a, const struct config_plugin *b)
+{
+    if (strcmp(a->path, b->path) != 0 || a->nkv != b->nkv)
+        return false;
+    for (size_t i = 0; i < a->nkv; i++)
+        if (strcmp(a->kv[i].key, b->kv[i].key) != 0 || strcmp(a->kv[i].value, b->kv[i].value) != 0)
+            return false;
+    return true;
+}
+
+static struct sq_plugin_ctx *find_plugin(struct sq_plugin_ctx **set, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i] && strcmp(set[i]->name, name) == 0)
+            return set[i];
+    return NULL;
+}
+
+/* The restart-only settings that differ, logged: the running values stay in force. */
+static void log_restart_only(const struct config *old, const struct config *cfg)
+{
+    bool listen = old->nlisten != cfg->nlisten;
+
+    for (size_t i = 0; !listen && i < cfg->nlisten; i++)
+        listen = strcmp(old->listen[i].port, cfg->listen[i].port) != 0 ||
+                 (old->listen[i].host ? !cfg->listen[i].host ||
+                                            strcmp(old->listen[i].host, cfg->listen[i].host) != 0
+                                      : cfg->listen[i].host != NULL);
+    if (listen)
+        log_warn("reload: listen changed; that needs a restart");
+    if (old->workers != cfg->workers)
+        log_warn("reload: workers changed; that needs a restart");
+    if (old->threads != cfg->threads || old->coroutine_stack != cfg->coroutine_stack ||
+        old->cache_max_bytes != cfg->cache_max_bytes)
+        log_warn("reload: threads, coroutine_stack or cache_max_bytes changed; that needs a restart");
+    if ((old->db.dsn == NULL) != (cfg->db.dsn == NULL) ||
+        (old->db.dsn && strcmp(old->db.dsn, cfg->db.dsn) != 0) ||
+        old->db.pool_size != cfg->db.pool_size)
+        log_warn("reload: [database] changed; that needs a restart");
+}
+
+/* The instance set cfg describes: unchanged plugins keep their instance, changed ones (a
+   new build, another file, other keys) and new ones are loaded; one that fails keeps its
+   old instance (or, if new, is left out). Each entry holds a reference. */
+static size_t instances_for(struct server *srv, struct config *cfg, struct sq_plugin_ctx **set)
+{
+    char why[2048];
+    size_t n = 0;
+
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        const struct config_plugin *cp = &cfg->plugins[i];
+        struct sq_plugin_ctx *old = find_plugin(srv->plugins, srv->nplugins, cp->name), *p;
+        if (old && same_plugin(old->cfg, cp) && !plugin_changed(old)) {
+            plugin_ref(set[n++] = old);
+            continue;
+        }
+        if ((p = plugin_load(cfg, cp, why, sizeof(why)))) {
+            if (old)
+                plugin_handoff(old, p);
+            set[n++] = p;
+        } else if (old) {
+            log_error("reload failed, the running version keeps serving: %s", why);
+            plugin_ref(set[n++] = old);
+        } else {
+            log_error("reload: %s:%d: %s", cfg->file, cp->line, why);
+        }
+    }
+    return n;
+}
+
+/* Serves cfg (a reread configuration) from now on, or logs why not and changes nothing. */
+static void apply_config(struct server *srv, struct config *cfg)
+{
+    struct sq_plugin_ctx **set = xcalloc(cfg->nplugins + 1, sizeof(*set));
+    size_t n = instances_for(srv, cfg, set), oldn = srv->nplugins;
+    struct sq_plugin_ctx **oldset = srv->plugins;
+    const struct config_plugin *oldcp[n + 1];
+    struct config *oldcfg = srv->cfg;
+    char err[4096] = "";
+
+    for (size_t i = 0; i < n; i++) { /* kept instances read their new section */
+        oldcp[i] = set[i]->cfg;
+        if (set[i]->conf != cfg)
+            for (size_t j = 0; j < cfg->nplugins; j++)
+                if (strcmp(cfg->plugins[j].name, set[i]->name) == 0)
+                    plugin_rebind(set[i], cfg, &cfg->plugins[j]);
+    }
+    srv->plugins = set;
+    srv->nplugins = n;
+    srv->cfg = cfg;
+    struct routes *t = routes_build(srv, err, sizeof(err));
+    if (!t) {
+        log_error("reload: the new configuration cannot be served; the running one stays:\n%s",
+                  err);
+        for (size_t i = 0; i < n; i++) {
+            if (find_plugin(oldset, oldn, set[i]->name) != set[i]) {
+                plugin_retire(set[i]); /* loaded for the new configuration */
+                continue;
+            }
+            plugin_rebind(set[i], oldcfg, oldcp[i]);
+            plugin_unref(set[i]);
+        }
+        free(set);
+        srv->plugins = oldset;
+        srv->nplugins = oldn;
+        srv->cfg = oldcfg;
+        return;
+    }
+    routes_unref(srv->routes);
+    srv->routes = t;
+    config_ref(cfg);
+    for (size_t i = 0; i < oldn; i++) { /* the old set's references */
+        if (find_plugin(set, n, oldset[i]->name) == oldset[i])
+            plugin_unref(oldset[i]); /* kept: the new set holds it */
+        else
+            plugin_retire(oldset[i]);
+    }
+    free(oldset);
+    config_free(oldcfg);
+    log_info("reload: serving %s with %zu plugins", cfg->file, n);
+}
+
 void server_reload(struct server *srv)
 {
-    size_t reloaded = 0;
+    char err[8192] = "";
 
     if (srv->cfg->reload == CONFIG_RELOAD_OFF) {
         log_warn("reload = off: ignoring the reload request");
         return;
     }
-    for (size_t i = 0; i < srv->nplugins; i++)
-        if (plugin_changed(srv->plugins[i]))
-            reloaded += reload_plugin(srv, i) == 0;
-    log_info("reload: %zu of %zu plugins had a new build", reloaded, srv->nplugins);
+    struct config *cfg = config_load(srv->cfg->file, err, sizeof(err));
+    if (!cfg) {
+        log_error("reload: the configuration has errors; the running one stays:\n%s", err);
+        return;
+    }
+    log_restart_only(srv->cfg, cfg);
+    apply_config(srv, cfg);
+    config_free(cfg);
+    if (srv->watch) { /* the plugins' files may have changed */
+        watch_free(srv->watch);
+        srv->watch = NULL;
+        watch_plugins(srv);
+    }
 }
 
 static void watch_plugins(struct server *srv)
