@@ -3,8 +3,10 @@
 # Expects ROOT (the repo root) and WORK (a scratch directory) to be set. Provides:
 #   die MSG...                    print "<script>: MSG" and exit 1
 #   free_port FIRST               prints the first port in FIRST..FIRST+20 nobody listens on
-#   make_conf SRC DST PORT        DST = SRC with one listen line 127.0.0.1:PORT and every
-#                                 relative path (plugin path, access_log) made absolute
+#   make_conf SRC DST PORT        DST = SRC with one listen line 127.0.0.1:PORT, every
+#                                 relative path (plugin path, access_log) made absolute, and
+#                                 no [database] section (hello needs none; an embedded
+#                                 cluster would only compete for the CPUs)
 #   squall_start PORT CONF LOG [PREFIX...]   starts PREFIX... build/squall -c CONF in the
 #                                 background (SQ_PID), waits up to SQ_WAIT (10) seconds for
 #                                 GET /plaintext to answer 200, fails clearly otherwise
@@ -31,6 +33,8 @@ make_conf() {
     dir=$(cd "$(dirname "$src")" && pwd)
     awk -v port="$port" -v dir="$dir" '
         function abs(v) { return (v ~ /^\// || v == "off" || v == "stdout") ? v : dir "/" v }
+        /^[ \t]*\[/ { skip = ($0 ~ /^[ \t]*\[database\]/) }
+        skip { next }
         /^[ \t]*listen[ \t]*=/ { if (!done) print "listen = 127.0.0.1:" port; done = 1; next }
         /^[ \t]*(path|access_log)[ \t]*=/ {
             key = $0; sub(/[ \t]*=.*/, "", key); gsub(/[ \t]/, "", key)
