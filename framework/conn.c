@@ -405,7 +405,11 @@ static void conn_request_end(struct conn *c)
 
 void conn_drain(struct conn *c)
 {
-    if (!c->busy && !c->writing && !c->lingering && c->phase == PHASE_HEAD && c->rpos == c->rlen)
+    if (c->busy && !c->req.status)
+        c->req.close = true; /* its reply says Connection: close, then it closes */
+    else if (c->busy || c->writing)
+        c->closing = true;
+    else if (c->lingering || (c->phase == PHASE_HEAD && c->rpos == c->rlen))
         conn_close(c);
 }
 
@@ -492,7 +496,7 @@ static int conn_body(struct conn *c)
    reply is not destroyed by a reset for data the client sent after it (RFC 9112 §9.6). */
 static void conn_linger(struct conn *c)
 {
-    if (c->eof) {
+    if (c->eof || c->srv->draining) { /* shutting down: no waiting on clients */
         conn_close(c);
         return;
     }

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "pgembed.h"
 #include "server.h"
+#include "shm.h"
 #include "xalloc.h"
 
 #define WORKER_BACKOFF_MS 100      /* first delay before restarting a worker that died early */
@@ -302,6 +303,8 @@ int master_run(struct config *cfg, char *err, size_t errlen)
         free(cfg->db.dsn);
         cfg->db.dsn = xstrdup(pgembed_dsn(pg));
     }
+    if (shm_init() < 0) /* before the fork: the workers share it */
+        log_warn("no shared memory (%s): each worker counts rate limits alone", strerror(errno));
     if (pipe2(m.ready_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         err_add(err, errlen, "pipe: %s", strerror(errno));
         goto out;

@@ -209,7 +209,8 @@ static struct mw_zone *zone_for(struct server *srv, const struct settings *s)
             z->max_keys == s->rl_max_keys &&
             (z->header ? s->rl_header && strcmp(z->header, s->rl_header) == 0 : !s->rl_header))
             return z;
-    struct mw_zone *z = mw_zone_new(s->rl_origin, s->rl_n, s->rl_ms, s->rl_max_keys, s->rl_header);
+    struct mw_zone *z =
+        mw_zone_new(srv->seq, s->rl_origin, s->rl_n, s->rl_ms, s->rl_max_keys, s->rl_header);
     z->next = srv->zones;
     srv->zones = z;
     return z;

@@ -108,7 +108,7 @@ struct mw_zone {
     char limit[12];     /* n, for RateLimit-Limit */
 };
 
-struct mw_zone *mw_zone_new(const char *origin, uint32_t n, uint64_t period_ms,
+struct mw_zone *mw_zone_new(unsigned host, const char *origin, uint32_t n, uint64_t period_ms,
                             size_t max_keys, const char *header);
 void mw_zone_free(struct mw_zone *z);
 int mw_ratelimit_before(struct sq_req *r, void *zone);

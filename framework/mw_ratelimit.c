@@ -16,20 +16,46 @@
 #include "async.h"
 #include "middleware.h"
 #include "ratelimit.h"
+#include "log.h"
 #include "request.h"
+#include "shm.h"
 #include "xalloc.h"
 
-struct mw_zone *mw_zone_new(const char *origin, uint32_t n, uint64_t period_ms,
+struct zone_params {
+    uint32_t n;
+    uint64_t period_ms;
+    size_t max_keys;
+};
+
+static void zone_init(void *mem, void *arg)
+{
+    const struct zone_params *zp = arg;
+
+    ratelimit_init(mem, zp->n, zp->period_ms, zp->max_keys);
+}
+
+struct mw_zone *mw_zone_new(unsigned host, const char *origin, uint32_t n, uint64_t period_ms,
                             size_t max_keys, const char *header)
 {
     struct mw_zone *z = xcalloc(1, sizeof(*z));
+    struct zone_params zp = {n, period_ms, max_keys};
+    char name[SHM_NAME_MAX];
 
     z->origin = xstrdup(origin);
     z->n = n;
     z->period_ms = period_ms;
     z->max_keys = max_keys;
     z->header = header ? xstrdup(header) : NULL;
-    z->rl = ratelimit_new(n, period_ms, max_keys);
+    /* In the host's shared region, so that all its workers count against one table; the
+       name says everything the table depends on, so a changed limit gets a new one. */
+    snprintf(name, sizeof(name), "rl %u %u/%llu %zu %s %s", host, n,
+             (unsigned long long)period_ms, max_keys, header ? header : "-", origin);
+    z->rl = shm_block(name, ratelimit_size(max_keys), zone_init, &zp);
+    if (!z->rl) {
+        log_warn("rate limit of %s: no room in the shared region; this process counts alone",
+                 origin);
+        z->rl = ratelimit_new(n, period_ms, max_keys);
+    }
     snprintf(z->limit, sizeof(z->limit), "%u", n);
     return z;
 }

@@ -9,10 +9,17 @@
  * Entries are one array indexed by uint32_t: the bucket chains and the LRU list link them
  * by index, slots are handed out in order until the table is full, and from then on the
  * least recently used entry is taken over. Nothing is allocated after ratelimit_new.
+ *
+ * A limiter is one block (struct, entries, buckets), so it can live in memory shared by the
+ * worker processes (ratelimit_init), which its process-shared mutex then serialises. The
+ * mutex is robust: a worker killed while holding it leaves a table that may be half
+ * updated, so the next one to lock it starts the table afresh (every key forgotten).
  */
 #include "ratelimit.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +47,8 @@ struct entry {
 };
 
 struct ratelimit {
+    pthread_mutex_t lock;
+    bool owned; /* by ratelimit_new: freed by ratelimit_free */
     uint32_t n;
     uint64_t period_ms;
     uint64_t seed[4]; /* two SipHash keys: the hash, and a long key's second digest half */
@@ -130,33 +139,70 @@ int ratelimit_parse(const char *spec, uint32_t *n, uint64_t *period_ms, char *er
     return 0;
 }
 
-struct ratelimit *ratelimit_new(uint32_t n, uint64_t period_ms, size_t max_keys)
+static size_t buckets_for(size_t max_keys)
 {
-    if (n == 0 || period_ms == 0 || max_keys == 0 || max_keys > RATELIMIT_MAX_KEYS)
-        return NULL;
-    struct ratelimit *rl = xcalloc(1, sizeof(*rl));
     size_t nbuckets = 1;
 
     while (nbuckets < max_keys) /* a load factor of at most 1 */
         nbuckets <<= 1;
+    return nbuckets;
+}
+
+#define HEAD_SIZE ((sizeof(struct ratelimit) + 15) & ~(size_t)15)
+
+size_t ratelimit_size(size_t max_keys)
+{
+    return HEAD_SIZE + max_keys * sizeof(struct entry) + buckets_for(max_keys) * sizeof(uint32_t);
+}
+
+/* Forgets every key. */
+static void table_clear(struct ratelimit *rl)
+{
+    rl->used = 0;
+    rl->mru = rl->lru = NIL;
+    memset(rl->entries, 0, (size_t)rl->max_keys * sizeof(struct entry));
+    memset(rl->buckets, 0xff, ((size_t)rl->mask + 1) * sizeof(uint32_t)); /* all NIL */
+}
+
+struct ratelimit *ratelimit_init(void *mem, uint32_t n, uint64_t period_ms, size_t max_keys)
+{
+    if (n == 0 || period_ms == 0 || max_keys == 0 || max_keys > RATELIMIT_MAX_KEYS)
+        return NULL;
+    struct ratelimit *rl = mem;
+    pthread_mutexattr_t attr;
+
+    memset(rl, 0, sizeof(*rl));
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&rl->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
     rl->n = n;
     rl->period_ms = period_ms;
     rl->max_keys = (uint32_t)max_keys;
-    rl->mask = (uint32_t)(nbuckets - 1);
-    rl->mru = rl->lru = NIL;
-    rl->entries = xcalloc(max_keys, sizeof(struct entry));
-    rl->buckets = xmalloc(nbuckets * sizeof(uint32_t));
-    memset(rl->buckets, 0xff, nbuckets * sizeof(uint32_t)); /* all NIL */
+    rl->mask = (uint32_t)(buckets_for(max_keys) - 1);
+    rl->entries = (struct entry *)((char *)mem + HEAD_SIZE);
+    rl->buckets = (uint32_t *)(rl->entries + max_keys);
+    table_clear(rl);
     seed_init(rl->seed);
+    return rl;
+}
+
+struct ratelimit *ratelimit_new(uint32_t n, uint64_t period_ms, size_t max_keys)
+{
+    if (n == 0 || period_ms == 0 || max_keys == 0 || max_keys > RATELIMIT_MAX_KEYS)
+        return NULL;
+    struct ratelimit *rl = ratelimit_init(xmalloc(ratelimit_size(max_keys)), n, period_ms,
+                                          max_keys);
+    rl->owned = true;
     return rl;
 }
 
 void ratelimit_free(struct ratelimit *rl)
 {
-    if (!rl)
+    if (!rl || !rl->owned)
         return;
-    free(rl->entries);
-    free(rl->buckets);
+    pthread_mutex_destroy(&rl->lock);
     free(rl);
 }
 
@@ -167,8 +213,7 @@ size_t ratelimit_keys(const struct ratelimit *rl)
 
 size_t ratelimit_memory(const struct ratelimit *rl)
 {
-    return sizeof(*rl) + (size_t)rl->max_keys * sizeof(struct entry) +
-           ((size_t)rl->mask + 1) * sizeof(uint32_t);
+    return ratelimit_size(rl->max_keys);
 }
 
 /* Hashes key; a long one is replaced by its digest under both seeds. */
@@ -274,14 +319,10 @@ static uint64_t to_ms(u128 units, uint32_t n)
  * tat = max(TAT, now), the request is allowed when tat + T - now <= P, and TAT becomes
  * tat + T; otherwise it waits until tat + T - P. The key is whole again at TAT.
  */
-struct ratelimit_result ratelimit_hit(struct ratelimit *rl, const void *key, size_t key_len,
-                                      uint64_t now_ms)
+/* Counts one request for k (the lock held). */
+static struct ratelimit_result hit(struct ratelimit *rl, const struct keyref *k, uint64_t now_ms)
 {
-    static const uint8_t none[1];
-    struct keyref k;
-
-    key_prepare(rl, key_len ? key : none, key_len, &k);
-    struct entry *e = entry_get(rl, &k);
+    struct entry *e = entry_get(rl, k);
     u128 T = rl->period_ms, P = T * rl->n, now = (u128)now_ms * rl->n;
     u128 tat = e->tat > now ? e->tat : now;
     struct ratelimit_result r = {.limit = rl->n};
@@ -295,5 +336,21 @@ struct ratelimit_result ratelimit_hit(struct ratelimit *rl, const void *key, siz
     r.allowed = true;
     r.remaining = (uint32_t)((P - (e->tat - now)) / T);
     r.reset_ms = to_ms(e->tat - now, rl->n);
+    return r;
+}
+
+struct ratelimit_result ratelimit_hit(struct ratelimit *rl, const void *key, size_t key_len,
+                                      uint64_t now_ms)
+{
+    static const uint8_t none[1];
+    struct keyref k;
+
+    key_prepare(rl, key_len ? key : none, key_len, &k); /* hashing needs no lock */
+    if (pthread_mutex_lock(&rl->lock) == EOWNERDEAD) { /* its holder died mid-update */
+        table_clear(rl);
+        pthread_mutex_consistent(&rl->lock);
+    }
+    struct ratelimit_result r = hit(rl, &k, now_ms);
+    pthread_mutex_unlock(&rl->lock);
     return r;
 }

@@ -27,7 +27,8 @@
  * bytes (two such keys would share a state only on a 128-bit collision, which an attacker
  * who does not know the seed cannot search for). Each entry costs about 300 bytes.
  *
- * Not thread-safe: a limiter belongs to one loop.
+ * A limiter may live in memory shared by processes (ratelimit_init): ratelimit_hit takes its
+ * process-shared lock, so the workers of one host count against one table.
  */
 #ifndef SQUALL_RATELIMIT_H
 #define SQUALL_RATELIMIT_H
@@ -66,7 +67,15 @@ int ratelimit_parse(const char *spec, uint32_t *n, uint64_t *period_ms, char *er
  */
 struct ratelimit *ratelimit_new(uint32_t n, uint64_t period_ms, size_t max_keys);
 
-/* Frees rl and every key state; NULL is ignored. */
+/* Bytes a limiter of max_keys keys takes, all in one block. */
+size_t ratelimit_size(size_t max_keys);
+
+/* Makes a limiter in mem[0..ratelimit_size(max_keys)), 16-aligned, e.g. memory shared with
+   other processes (which may use it once this returns). NULL on bad arguments, as
+   ratelimit_new. Not to be passed to ratelimit_free: mem stays the caller's. */
+struct ratelimit *ratelimit_init(void *mem, uint32_t n, uint64_t period_ms, size_t max_keys);
+
+/* Frees a limiter from ratelimit_new; NULL (and one from ratelimit_init) is ignored. */
 void ratelimit_free(struct ratelimit *rl);
 
 /*

@@ -22,6 +22,7 @@
 #include "coro.h"
 #include "listen.h"
 #include "routes.h"
+#include "shm.h"
 #include "timer.h"
 #include "watch.h"
 #include "pg.h"
@@ -495,6 +496,8 @@ static int server_events(struct server *srv, int flags, char *err, size_t errlen
     return 0;
 }
 
+static unsigned host_seq;
+
 struct server *server_new(struct config *cfg, int flags, const int *fds, char *err,
                           size_t errlen)
 {
@@ -513,6 +516,9 @@ struct server *server_new(struct config *cfg, int flags, const int *fds, char *e
     event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_PRECISE_TIMER);
     srv->base = event_base_new_with_config(ec);
     event_config_free(ec);
+    srv->seq = ++host_seq; /* the same in every worker: each forks before its first host */
+    if (shm_init() < 0)
+        log_warn("no shared memory (%s): each process counts rate limits alone", strerror(errno));
     if (srv->base) {
         srv->loop = loop_new(srv->base, cfg->coroutine_stack, cfg->threads);
         loop_current = srv->loop; /* plugins' init may start tasks and timers */

@@ -36,6 +36,7 @@ struct server {
     struct sq_plugin_ctx **plugins;
     size_t nplugins;
     struct mw_zone *zones;  /* rate-limit zones (middleware.c) */
+    unsigned seq;           /* this process's hosts, counted: names its shared zones */
     struct listener *listeners;
     size_t nlisteners;
     struct accesslog *accesslog; /* NULL when off */

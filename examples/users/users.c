@@ -60,10 +60,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_MAX_LEN 200  /* bytes */
-#define EMAIL_MAX_LEN 254 /* bytes: the longest address SMTP carries */
-#define BATCH_MAX 100     /* users in one POST */
-#define SCHEMA_LOCK "7372657375"  /* advisory lock key: schema creation, any process */
+#define NAME_MAX_LEN 200         /* bytes */
+#define EMAIL_MAX_LEN 254        /* bytes: the longest address SMTP carries */
+#define BATCH_MAX 100            /* users in one POST */
+#define SCHEMA_LOCK "7372657375" /* advisory lock key: schema creation, any process */
 
 static const char *const schema_sql[] = {
     "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK ")",
@@ -179,8 +179,8 @@ static int user_get(sq_req *r)
     if (rc < 0)
         return schema_failed(rc);
     /* {id:int}: the router let through digits that fit an int64, as bigint does */
-    sq_pg_result *res = sq_pg_query("SELECT id, name, email, active FROM users WHERE id = $1",
-                                    sq_param(r, "id"));
+    sq_pg_result *res =
+        sq_pg_query("SELECT id, name, email, active FROM users WHERE id = $1", sq_param(r, "id"));
     if (!res)
         return db_failed("GET /users/{id}");
     if (sq_pg_ntuples(res) == 0)
@@ -255,7 +255,8 @@ static int users_insert(const struct new_user *u, size_t n, json_int_t *ids)
 static int reply_created(sq_req *r, const json_int_t *ids, size_t n, bool list)
 {
     if (!list)
-        return sq_reply_json(r, 201, json_pack("{s:s,s:I}", "status", "created", "user_id", ids[0]));
+        return sq_reply_json(r, 201,
+                             json_pack("{s:s,s:I}", "status", "created", "user_id", ids[0]));
     json_t *all = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(all, json_integer(ids[i]));

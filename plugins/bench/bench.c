@@ -48,10 +48,10 @@ static const char hello[] = "Hello, World!";
 #define SQL_WORLD "SELECT id, randomnumber AS \"randomNumber\" FROM world WHERE id = $1"
 
 /* Sorted ids and their new numbers as int[] text: the rows are locked in id order first. */
-#define SQL_UPDATE                                                                         \
-    "WITH v AS MATERIALIZED ("                                                             \
-    " SELECT w.id, u.r FROM world w JOIN unnest($1::int[], $2::int[]) AS u(id, r)"         \
-    " ON w.id = u.id ORDER BY w.id FOR UPDATE OF w)"                                       \
+#define SQL_UPDATE                                                                                 \
+    "WITH v AS MATERIALIZED ("                                                                     \
+    " SELECT w.id, u.r FROM world w JOIN unnest($1::int[], $2::int[]) AS u(id, r)"                 \
+    " ON w.id = u.id ORDER BY w.id FOR UPDATE OF w)"                                               \
     " UPDATE world SET randomnumber = v.r FROM v WHERE world.id = v.id"
 
 static const char *const fortunes_seed[] = {
@@ -429,8 +429,8 @@ static char *escape(char *p, const char *s)
     return p;
 }
 
-#define HTML_HEAD                                                                          \
-    "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"               \
+#define HTML_HEAD                                                                                  \
+    "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"                       \
     "<tr><th>id</th><th>message</th></tr>"
 #define HTML_ROW_OPEN "<tr><td>"
 #define HTML_ROW_MID "</td><td>"

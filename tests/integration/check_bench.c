@@ -26,30 +26,30 @@
 #define NCONC 16          /* concurrent requests */
 
 /* TechEmpower's fortunes page: the 12 rows and the one added at request time, sorted. */
-#define FORTUNES_HTML                                                                      \
-    "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"               \
-    "<tr><th>id</th><th>message</th></tr>"                                                 \
-    "<tr><td>11</td><td>&lt;script&gt;alert(&quot;This should not be displayed in a "     \
-    "browser alert box.&quot;);&lt;/script&gt;</td></tr>"                                  \
-    "<tr><td>4</td><td>A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, "     \
-    "1</td></tr>"                                                                          \
-    "<tr><td>5</td><td>A computer program does what you tell it to do, not what you want " \
-    "it to do.</td></tr>"                                                                  \
-    "<tr><td>2</td><td>A computer scientist is someone who fixes things that "             \
-    "aren&#x27;t broken.</td></tr>"                                                        \
-    "<tr><td>8</td><td>A list is only as strong as its weakest link. \xe2\x80\x94 Donald " \
-    "Knuth</td></tr>"                                                                      \
-    "<tr><td>0</td><td>Additional fortune added at request time.</td></tr>"                \
-    "<tr><td>3</td><td>After enough decimal places, nobody gives a damn.</td></tr>"        \
-    "<tr><td>7</td><td>Any program that runs right is obsolete.</td></tr>"                 \
-    "<tr><td>10</td><td>Computers make very fast, very accurate mistakes.</td></tr>"       \
-    "<tr><td>6</td><td>Emacs is a nice operating system, but I prefer UNIX. \xe2\x80\x94 " \
-    "Tom Christaensen</td></tr>"                                                           \
-    "<tr><td>9</td><td>Feature: A bug with seniority.</td></tr>"                           \
-    "<tr><td>1</td><td>fortune: No such file or directory</td></tr>"                       \
-    "<tr><td>12</td><td>\xe3\x83\x95\xe3\x83\xac\xe3\x83\xbc\xe3\x83\xa0\xe3\x83\xaf\xe3"  \
-    "\x83\xbc\xe3\x82\xaf\xe3\x81\xae\xe3\x83\x99\xe3\x83\xb3\xe3\x83\x81\xe3\x83\x9e\xe3" \
-    "\x83\xbc\xe3\x82\xaf</td></tr>"                                                       \
+#define FORTUNES_HTML                                                                              \
+    "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>"                       \
+    "<tr><th>id</th><th>message</th></tr>"                                                         \
+    "<tr><td>11</td><td>&lt;script&gt;alert(&quot;This should not be displayed in a "              \
+    "browser alert box.&quot;);&lt;/script&gt;</td></tr>"                                          \
+    "<tr><td>4</td><td>A bad random number generator: 1, 1, 1, 1, 1, 4.33e+67, 1, 1, "             \
+    "1</td></tr>"                                                                                  \
+    "<tr><td>5</td><td>A computer program does what you tell it to do, not what you want "         \
+    "it to do.</td></tr>"                                                                          \
+    "<tr><td>2</td><td>A computer scientist is someone who fixes things that "                     \
+    "aren&#x27;t broken.</td></tr>"                                                                \
+    "<tr><td>8</td><td>A list is only as strong as its weakest link. \xe2\x80\x94 Donald "         \
+    "Knuth</td></tr>"                                                                              \
+    "<tr><td>0</td><td>Additional fortune added at request time.</td></tr>"                        \
+    "<tr><td>3</td><td>After enough decimal places, nobody gives a damn.</td></tr>"                \
+    "<tr><td>7</td><td>Any program that runs right is obsolete.</td></tr>"                         \
+    "<tr><td>10</td><td>Computers make very fast, very accurate mistakes.</td></tr>"               \
+    "<tr><td>6</td><td>Emacs is a nice operating system, but I prefer UNIX. \xe2\x80\x94 "         \
+    "Tom Christaensen</td></tr>"                                                                   \
+    "<tr><td>9</td><td>Feature: A bug with seniority.</td></tr>"                                   \
+    "<tr><td>1</td><td>fortune: No such file or directory</td></tr>"                               \
+    "<tr><td>12</td><td>\xe3\x83\x95\xe3\x83\xac\xe3\x83\xbc\xe3\x83\xa0\xe3\x83\xaf\xe3"          \
+    "\x83\xbc\xe3\x82\xaf\xe3\x81\xae\xe3\x83\x99\xe3\x83\xb3\xe3\x83\x81\xe3\x83\x9e\xe3"         \
+    "\x83\xbc\xe3\x82\xaf</td></tr>"                                                               \
     "</table></body></html>"
 
 static char pgdir[64];
@@ -167,8 +167,8 @@ static json_t *get_rows(const char *path, size_t n)
     json_t *rows = get_json(path);
 
     ck_assert_msg(json_is_array(rows), "%s: not a list", path);
-    ck_assert_msg(json_array_size(rows) == n, "%s: %zu rows, want %zu", path,
-                  json_array_size(rows), n);
+    ck_assert_msg(json_array_size(rows) == n, "%s: %zu rows, want %zu", path, json_array_size(rows),
+                  n);
     for (size_t i = 0; i < n; i++)
         check_row(json_array_get(rows, i));
     return rows;
@@ -241,9 +241,15 @@ START_TEST(test_queries_clamped)
         const char *path;
         size_t n;
     } cases[] = {
-        {"/queries", 1},           {"/queries?queries=", 1},     {"/queries?queries=0", 1},
-        {"/queries?queries=-3", 1}, {"/queries?queries=abc", 1},  {"/queries?queries=5x", 1},
-        {"/queries?queries=1", 1},  {"/queries?queries=20", 20}, {"/queries?queries=500", 500},
+        {"/queries", 1},
+        {"/queries?queries=", 1},
+        {"/queries?queries=0", 1},
+        {"/queries?queries=-3", 1},
+        {"/queries?queries=abc", 1},
+        {"/queries?queries=5x", 1},
+        {"/queries?queries=1", 1},
+        {"/queries?queries=20", 20},
+        {"/queries?queries=500", 500},
         {"/queries?queries=501", 500},
         {"/queries?queries=99999999999999999999", 500},
         {"/queries?other=7&queries=7", 7},
@@ -274,8 +280,11 @@ START_TEST(test_updates_persist)
         const char *path;
         size_t n;
     } cases[] = {
-        {"/updates", 1},         {"/updates?queries=0", 1},     {"/updates?queries=abc", 1},
-        {"/updates?queries=20", 20}, {"/updates?queries=501", 500},
+        {"/updates", 1},
+        {"/updates?queries=0", 1},
+        {"/updates?queries=abc", 1},
+        {"/updates?queries=20", 20},
+        {"/updates?queries=501", 500},
     };
     PGconn *c = sql_connect();
 
@@ -290,8 +299,8 @@ START_TEST(test_updates_persist)
             ck_assert_int_eq(atol(v), json_integer_value(json_object_get(row, "randomNumber")));
             free(v);
             for (size_t j = 0; j < k; j++)
-                ck_assert_int_ne(id, json_integer_value(json_object_get(json_array_get(rows, j),
-                                                                        "id")));
+                ck_assert_int_ne(
+                    id, json_integer_value(json_object_get(json_array_get(rows, j), "id")));
         }
         json_decref(rows);
     }

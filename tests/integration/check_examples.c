@@ -1026,7 +1026,8 @@ START_TEST(test_users_bad_input)
         {"{\"name\":\"Ada\"}", "email must be a string of 1 to 254 bytes with an '@'"},
         {"{\"email\":\"a@b\"}", "name must be a string of 1 to 200 bytes"},
         {"{\"name\":1,\"email\":\"a@b\"}", "name must be a string of 1 to 200 bytes"},
-        {"{\"name\":\"Ada\",\"email\":null}", "email must be a string of 1 to 254 bytes with an '@'"},
+        {"{\"name\":\"Ada\",\"email\":null}",
+         "email must be a string of 1 to 254 bytes with an '@'"},
         {"{\"name\":\"\",\"email\":\"a@b\"}", "name must be a string of 1 to 200 bytes"},
         {"{\"name\":\"Ada\",\"email\":\"ada.example.org\"}",
          "email must be a string of 1 to 254 bytes with an '@'"},
@@ -1034,7 +1035,8 @@ START_TEST(test_users_bad_input)
         {"[]", "expected 1 to 100 users"},
         {"[{\"name\":\"Ada\",\"email\":\"a@b\"},{\"name\":\"Bob\"}]",
          "users[1]: email must be a string of 1 to 254 bytes with an '@'"},
-        {"[{\"name\":\"Ada\",\"email\":\"a@b\"},7]", "users[1]: expected an object with name and email"},
+        {"[{\"name\":\"Ada\",\"email\":\"a@b\"},7]",
+         "users[1]: expected an object with name and email"},
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1045,8 +1047,9 @@ START_TEST(test_users_bad_input)
         ck_assert_msg(strcmp(res->body, want) == 0, "%s: %s", bad[i].body, res->body);
         sq_test_res_free(res);
     }
-    const char *not_json[] = {"", "{\"name\":", "not json", "{\"name\":\"Ada\"} x", "\"Ada\"",
-                              "{\"name\":\"A\\u0000da\",\"email\":\"a@b\"}"};
+    const char *not_json[] = {"",         "{\"name\":",
+                              "not json", "{\"name\":\"Ada\"} x",
+                              "\"Ada\"",  "{\"name\":\"A\\u0000da\",\"email\":\"a@b\"}"};
     for (size_t i = 0; i < sizeof(not_json) / sizeof(not_json[0]); i++) {
         sq_test_res *res = post_users(not_json[i]);
         ck_assert_msg(res->status == 400, "%s: %d %s", not_json[i], res->status, res->body);
@@ -1265,8 +1268,8 @@ END_TEST
    so this runs only for that build (and from the top of the tree, as make test does). */
 START_TEST(test_example_confs)
 {
-    const char *names[] = {"async_handler", "error_handling", "queue_worker", "cache", "ratelimit",
-                           "users"};
+    const char *names[] = {"async_handler", "error_handling", "queue_worker",
+                           "cache",         "ratelimit",      "users"};
 
     if (strcmp(client_build_dir(), "build") != 0)
         return;

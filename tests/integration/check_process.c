@@ -65,6 +65,23 @@ static int spawn(const char *conf, const char *args)
     return client_spawn(&h.proc, conf, &o);
 }
 
+static int log_count(const char *needle);
+static size_t worker_pids(pid_t *pids, size_t max);
+
+/* Waits until n processes have loaded the plugin, and with workers (n > 1) until the master
+   has logged their pids: a master listens before its workers start, so the port answers
+   sooner. */
+static void wait_loaded(int n)
+{
+    int64_t t0 = client_now_ms();
+    pid_t pids[2];
+
+    while ((log_count(" loaded from ") < n || (n > 1 && worker_pids(pids, 2) < (size_t)n)) &&
+           client_now_ms() - t0 < 10000)
+        client_sleep_ms(10);
+    ck_assert_int_ge(log_count(" loaded from "), n);
+}
+
 /* A host serving build/tests/plugins/reloadplug.so (or plugin, when not NULL) with
    server_keys in [server]; fails the test when it does not come up. */
 static void start(const char *server_keys, const char *plugin)
@@ -81,6 +98,7 @@ static void start(const char *server_keys, const char *plugin)
         char *err = client_proc_stderr(&h.proc);
         ck_abort_msg("the host did not start: %s", err);
     }
+    wait_loaded(strstr(conf, "workers = 2") ? 2 : 1);
 }
 
 static void setup(void)
@@ -184,8 +202,8 @@ static void wait_sleeping(int n)
     ck_assert_str_eq(body, want);
 }
 
-/* Reads the reply to a GET /sleep?ms=ms sent on c: 200 "v1 slept <ms>", with Connection:
-   close when closing, after which the host closes c. */
+/* Reads the reply to a GET /sleep?ms=ms sent on c: 200 "v1 slept <ms>"; when closing, with
+   Connection: close, after which the host closes c. */
 static void expect_slept(struct client_conn *c, int ms, bool closing)
 {
     struct client_res res;
@@ -264,7 +282,8 @@ static bool has_died(pid_t pid)
 /*
  * SIGTERM with NSLEEP requests in flight on as many connections: new connections are refused
  * at once, an idle keep-alive connection is closed at once, every request in flight ends
- * with its 200 (and Connection: close), then the host exits 0.
+ * with its 200, then the host exits 0. (The client closes each connection once it has its
+ * reply: that the host should close them itself is test_shutdown_closes_after_reply.)
  */
 START_TEST(test_sigterm_drains_inflight)
 {
@@ -293,12 +312,35 @@ START_TEST(test_sigterm_drains_inflight)
     ck_assert_int_lt(client_now_ms() - t0, 500);
     client_close(idle);
     for (int i = 0; i < NSLEEP; i++) {
-        expect_slept(c[i], SLEEP_MS, true);
+        expect_slept(c[i], SLEEP_MS, false);
         client_close(c[i]);
     }
     ck_assert_int_ge(client_now_ms() - sent, SLEEP_MS - 50);
     expect_exit(0, 3000);
     ck_assert_int_eq(log_count("shutdown_timeout:"), 0);
+}
+END_TEST
+
+/*
+ * KNOWN BUG (fails): a request in flight at SIGTERM is answered without "Connection: close"
+ * and its connection then stays open as an idle keep-alive one, so the host waits for the
+ * client, or for the whole shutdown_timeout (10 s by default), before it exits. It should
+ * say Connection: close, close the connection after the reply, and exit at once.
+ */
+START_TEST(test_shutdown_closes_after_reply)
+{
+    struct client_conn *c;
+    int64_t t0;
+
+    start(NULL, NULL);
+    c = send_sleep(300);
+    wait_sleeping(1);
+    signal_host(SIGTERM);
+    expect_slept(c, 300, true);
+    t0 = client_now_ms();
+    expect_exit(0, 2000);
+    ck_assert_int_lt(client_now_ms() - t0, 1000);
+    client_close(c);
 }
 END_TEST
 
@@ -402,7 +444,9 @@ END_TEST
 struct loader {
     pthread_t th;
     uint16_t port;
-    long ok, ok_after;   /* 200s; those on connections opened after the victim died */
+    long ok;             /* 200s */
+    long ok_after;       /* those after the victim died */
+    long ok_new;         /* those on a connection opened after this one's failure */
     long victim_failed;  /* failures on a connection the killed worker served */
     long unknown_failed; /* on a connection opened before it died, without a reply yet */
     long other_failed;   /* anything else: none expected */
@@ -436,7 +480,8 @@ static void *loader_run(void *arg)
         if (client_roundtrip(c, GET_PID, &res, T_MS) == 0 && res.status == 200 &&
             sscanf(res.body, "%d v%d", &pid, &v) == 2) {
             l->ok++;
-            l->ok_after += after;
+            l->ok_after += dead != 0;
+            l->ok_new += l->victim_failed + l->unknown_failed > 0;
             client_res_free(&res);
             continue;
         }
@@ -465,7 +510,7 @@ START_TEST(test_killed_worker_is_replaced)
 {
     struct loader l[LOADERS];
     pid_t started[3], fresh = 0;
-    long victim_failed = 0, unknown = 0, ok = 0, ok_after = 0;
+    long victim_failed = 0, unknown = 0, ok = 0, ok_new = 0;
     int64_t t0;
 
     start("workers = 2", NULL);
@@ -499,17 +544,19 @@ START_TEST(test_killed_worker_is_replaced)
         ck_assert_msg(l[i].other_failed == 0, "loader %d: %ld unexpected failures; first: %s",
                       i, l[i].other_failed, l[i].why);
         ck_assert_int_le(l[i].victim_failed + l[i].unknown_failed, 1);
-        ck_assert_int_gt(l[i].ok_after, 0);
+        ck_assert_int_gt(l[i].ok_after, 0); /* everyone is served after the kill */
+        if (l[i].victim_failed + l[i].unknown_failed)
+            ck_assert_int_gt(l[i].ok_new, 0); /* its new connection is served */
         victim_failed += l[i].victim_failed;
         unknown += l[i].unknown_failed;
         ok += l[i].ok;
-        ok_after += l[i].ok_after;
+        ok_new += l[i].ok_new;
     }
     ck_assert_int_eq(log_count("killed by signal 9"), 1);
     printf("kill -9 of a worker: %ld of %d load connections failed (%ld served by the killed "
            "worker, %ld opened before it died without a reply yet); %ld requests OK, %ld of "
-           "them on connections opened after; 0 other failures\n",
-           victim_failed + unknown, LOADERS, victim_failed, unknown, ok, ok_after);
+           "them on the connections that replaced those; 0 other failures\n",
+           victim_failed + unknown, LOADERS, victim_failed, unknown, ok, ok_new);
 }
 END_TEST
 
@@ -527,8 +574,8 @@ START_TEST(test_master_sigterm_drains)
         c[i] = send_sleep(SLEEP_MS);
     client_sleep_ms(500); /* every request is in its handler long before this */
     signal_host(SIGTERM);
-    for (int i = 0; i < N; i++) {
-        expect_slept(c[i], SLEEP_MS, true);
+    for (int i = 0; i < N; i++) { /* closed by the client: see test_shutdown_closes_after_reply */
+        expect_slept(c[i], SLEEP_MS, false);
         client_close(c[i]);
     }
     ck_assert_int_ge(client_now_ms() - sent, SLEEP_MS - 50);
@@ -546,7 +593,7 @@ START_TEST(test_worker_init_failure_stops_master)
     ck_assert_ptr_nonnull(client_build_path("tests/plugins/failinit.so", so, sizeof(so)));
     snprintf(conf, sizeof(conf),
              "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n[plugin failinit]\npath = %s\n", so);
-    ck_assert_int_eq(spawn(conf, NULL), -1);
+    spawn(conf, NULL); /* the master listens before its workers start: it may look up */
     expect_exit(1, 5000);
     err = client_proc_stderr(&h.proc);
     ck_assert_msg(strstr(err, "init failed") && strstr(err, "'token' key is required"),
@@ -609,7 +656,7 @@ END_TEST
 static Suite *process_suite(void)
 {
     Suite *s = suite_create("process");
-    TCase *tc = tcase_create("process");
+    TCase *tc = tcase_create("process"), *bugs;
 
     tcase_set_timeout(tc, 30);
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -623,6 +670,11 @@ static Suite *process_suite(void)
     tcase_add_test(tc, test_worker_init_failure_stops_master);
     tcase_add_test(tc, test_reload_reaches_workers);
     suite_add_tcase(s, tc);
+    bugs = tcase_create("known-bugs");
+    tcase_set_timeout(bugs, 30);
+    tcase_add_checked_fixture(bugs, setup, teardown);
+    tcase_add_test(bugs, test_shutdown_closes_after_reply);
+    suite_add_tcase(s, bugs);
     return s;
 }
 
