@@ -229,6 +229,7 @@ void coro_switch(struct coro_ctx *from, struct coro_ctx *to, const struct coro_s
 
 static bool (*guard_is_overflow)(const void *addr);
 static void (*guard_report)(const void *addr);
+static void (*guard_crash)(int sig);
 static struct sigaction guard_prev_segv, guard_prev_bus;
 
 static void on_fault(int sig, siginfo_t *si, void *uc)
@@ -241,6 +242,8 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
         return;
     }
     /* Not ours: hand it to whoever handled it before (a sanitizer), or die of it. */
+    if (guard_crash)
+        guard_crash(sig);
     if ((prev->sa_flags & SA_SIGINFO) && prev->sa_sigaction)
         prev->sa_sigaction(sig, si, uc);
     else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN && prev->sa_handler)
@@ -249,7 +252,8 @@ static void on_fault(int sig, siginfo_t *si, void *uc)
         signal(sig, SIG_DFL);
 }
 
-void coro_guard_install(bool (*is_overflow)(const void *addr), void (*report)(const void *addr))
+void coro_guard_install(bool (*is_overflow)(const void *addr), void (*report)(const void *addr),
+                        void (*crash)(int sig))
 {
     static __thread void *altstack;
     const size_t altsize = 1 << 16; /* sanitizers' reports need room */
@@ -267,6 +271,7 @@ void coro_guard_install(bool (*is_overflow)(const void *addr), void (*report)(co
         return; /* the handler is process-wide: installed once */
     guard_is_overflow = is_overflow;
     guard_report = report;
+    guard_crash = crash;
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_fault;

@@ -69,7 +69,10 @@ void coro_switch(struct coro_ctx *from, struct coro_ctx *to, const struct coro_s
 
 /* Installs the stack-overflow handler for this thread: SIGSEGV/SIGBUS on an alternate
    signal stack. is_overflow(addr) says whether a fault address is a coroutine's guard page;
-   if so, report(addr) logs (async-signal-safe) and the process dies of the signal. */
-void coro_guard_install(bool (*is_overflow)(const void *addr), void (*report)(const void *addr));
+   if so, report(addr) logs (async-signal-safe) and the process dies of the signal. Any
+   other fault is told to crash(sig) (also async-signal-safe; may be NULL) before it goes to
+   the previous handler (a sanitizer's) or kills the process. */
+void coro_guard_install(bool (*is_overflow)(const void *addr), void (*report)(const void *addr),
+                        void (*crash)(int sig));
 
 #endif

@@ -558,10 +558,48 @@ static void report_overflow(const void *addr)
     }
 }
 
+/* In a signal handler: which plugin and route were running when the process crashed, for
+   the log (the master logs the signal itself). */
+static void report_crash(int sig)
+{
+    struct coro *co = coro_current();
+    char num[4] = {(char)('0' + sig / 10 % 10), (char)('0' + sig % 10), '\0'};
+
+    if (!co)
+        return;
+    const char *parts[] = {"squall: signal ", num[0] == '0' ? num + 1 : num, " in plugin ",
+                           co->plugin ? co->plugin->name : "?", " (", co->label, ")\n"};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        ssize_t n = write(STDERR_FILENO, parts[i], strlen(parts[i]));
+        (void)n;
+    }
+}
+
+static void on_fatal(int sig)
+{
+    report_crash(sig);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* SIGFPE, SIGILL and SIGABRT name the plugin and route too, unless a sanitizer took them. */
+static void crash_reports_install(void)
+{
+    static const int sigs[] = {SIGFPE, SIGILL, SIGABRT};
+
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+            !(old.sa_flags & SA_SIGINFO))
+            signal(sigs[i], on_fatal);
+    }
+}
+
 int server_run(struct server *srv)
 {
     loop_current = srv->loop;
-    coro_guard_install(fault_is_overflow, report_overflow);
+    coro_guard_install(fault_is_overflow, report_overflow, report_crash);
+    crash_reports_install();
     return event_base_dispatch(srv->base) < 0 ? -1 : 0;
 }
 

@@ -1,16 +1,16 @@
 /*
- * check_workers_shared.c - with workers = N, the state that must hold for the whole host is
- * shared by the workers: a rate limit counts every worker's requests against one table.
+ * check_workers_shared.c - workers = N: the state that must hold for the whole host is shared
+ * by the workers (a rate limit counts every worker's requests against one table), and a
+ * worker that crashes is named with the plugin and route it was running, and replaced.
  */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../check_main.h"
 #include "client.h"
-
-#define REQUESTS 60
 
 /* GET path on a new connection (so the kernel may hand it to either worker); the status,
    with the body copied to body[0..len) when body is not NULL. */
@@ -36,12 +36,44 @@ static int get_new(uint16_t port, const char *path, char *body, size_t len)
     return status;
 }
 
+/* The pids of the two workers, from the master's "worker N started (pid P)" lines. */
+static void worker_pids(struct client_proc *p, pid_t pids[2])
+{
+    char *log = NULL;
+
+    pids[0] = pids[1] = 0;
+    for (int tries = 0; tries < 100 && !pids[1]; tries++) {
+        free(log);
+        client_sleep_ms(20);
+        log = client_proc_stderr(p);
+        const char *at = log;
+        for (int i = 0; i < 2 && (at = strstr(at, "started (pid ")); i++, at++)
+            pids[i] = (pid_t)atoi(at + strlen("started (pid "));
+    }
+    free(log);
+    ck_assert_msg(pids[0] > 0 && pids[1] > 0, "two workers did not start");
+}
+
+/* n requests, each on a new connection; how many were allowed (200), failing on others. */
+static int allowed_of(uint16_t port, int n)
+{
+    int allowed = 0;
+
+    for (int i = 0; i < n; i++) {
+        int st = get_new(port, "/v", NULL, 0);
+        ck_assert_msg(st == 200 || st == 429, "status %d", st);
+        allowed += st == 200;
+    }
+    return allowed;
+}
+
+/* A stopped worker accepts nothing, so each half of the requests surely goes to one worker:
+   the limit of 10 must hold across both, not 10 each. */
 START_TEST(test_ratelimit_spans_workers)
 {
-    char conf[1024], so[512], body[64], first[64] = "";
+    char conf[1024], so[512];
     struct client_proc p;
-    int allowed = 0, refused = 0, other = 0;
-    bool two_pids = false;
+    pid_t w[2];
 
     ck_assert_ptr_nonnull(client_build_path("tests/plugins/reloadplug.so", so, sizeof(so)));
     snprintf(conf, sizeof(conf),
@@ -51,24 +83,58 @@ START_TEST(test_ratelimit_spans_workers)
     host = &p;
     if (client_spawn(&p, conf, NULL) != 0)
         ck_abort_msg("the host did not start: %s", client_proc_stderr(&p));
-    for (int i = 0; i < REQUESTS; i++) {
-        int st = get_new(p.port, "/pid", body, sizeof(body));
-        allowed += st == 200;
-        refused += st == 429;
-        if (st == 200 && !*first)
-            snprintf(first, sizeof(first), "%s", body);
-        else if (st == 200 && strcmp(first, body) != 0)
-            two_pids = true;
-        other += st != 200 && st != 429;
-    }
+    worker_pids(&p, w);
+    kill(w[1], SIGSTOP);
+    ck_assert_int_eq(allowed_of(p.port, 6), 6); /* worker 1 */
+    kill(w[1], SIGCONT);
+    kill(w[0], SIGSTOP);
+    ck_assert_int_eq(allowed_of(p.port, 10), 4); /* worker 2: what worker 1 left */
+    kill(w[0], SIGCONT);
+    ck_assert_int_eq(allowed_of(p.port, 10), 0);
     client_proc_free(&p);
-    /* One table: exactly 10 allowed, however the connections were spread. */
-    ck_assert_int_eq(allowed, 10);
-    ck_assert_int_eq(refused, REQUESTS - 10);
-    ck_assert_int_eq(other, 0);
-    /* Both workers answered some of the ten (else the test proves nothing); the kernel
-       spreads new connections, so over ten of them both get some. */
-    ck_assert_msg(two_pids, "every allowed request went to one worker (%s)", first);
+}
+END_TEST
+
+START_TEST(test_crash_named_and_replaced)
+{
+    char conf[1024], so[512];
+    struct client_proc p;
+    struct client_conn *c;
+    struct client_res res;
+    char *log = NULL;
+    int ok = 0;
+
+    ck_assert_ptr_nonnull(client_build_path("tests/plugins/asyncplug.so", so, sizeof(so)));
+    snprintf(conf, sizeof(conf),
+             "[server]\nlisten = 127.0.0.1:0\nworkers = 2\n[plugin asyncplug]\npath = %s\n", so);
+    host = &p;
+    if (client_spawn(&p, conf, NULL) != 0)
+        ck_abort_msg("the host did not start: %s", client_proc_stderr(&p));
+    c = client_open(p.port);
+    ck_assert_ptr_nonnull(c);
+    /* The worker dies mid-request: the connection ends without a reply. */
+    ck_assert_int_eq(client_roundtrip(c, "GET /crash HTTP/1.1\r\nHost: t\r\n\r\n", &res, 5000),
+                     -1);
+    client_res_free(&res);
+    client_close(c);
+    for (int i = 0; i < 50 && (!log || !strstr(log, "worker") || !strstr(log, "started (pid")); i++) {
+        free(log);
+        client_sleep_ms(100);
+        log = client_proc_stderr(&p);
+        if (strstr(log, "killed by signal") && strstr(strstr(log, "killed by signal"), "started"))
+            break;
+    }
+    ck_assert_msg(strstr(log, "in plugin asyncplug (GET /crash)"), "no crash line in:\n%s", log);
+    ck_assert_msg(strstr(log, "killed by signal"), "no exit line in:\n%s", log);
+    free(log);
+    for (int i = 0; i < 20; i++) /* both workers serve again */
+        ok += get_new(p.port, "/stats", NULL, 0) == 200;
+    ck_assert_int_eq(ok, 20);
+    log = client_proc_stderr(&p);
+    const char *after = strstr(log, "killed by signal");
+    ck_assert_msg(after && strstr(after, "started (pid"), "the worker was not replaced:\n%s", log);
+    free(log);
+    client_proc_free(&p);
 }
 END_TEST
 
@@ -79,6 +145,7 @@ static Suite *suite(void)
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_ratelimit_spans_workers);
+    tcase_add_test(tc, test_crash_named_and_replaced);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -193,9 +193,19 @@ static void asyncplug_fini(sq_plugin_ctx *ctx)
     free(s);
 }
 
+/* A plugin bug: the process dies of SIGSEGV (its worker is replaced). */
+static int crash(sq_req *r)
+{
+    volatile int *volatile p = NULL;
+
+    *p = 1; /* both volatile: the compiler may not drop the store */
+    return 0;
+}
+
 static const sq_route routes[] = {
     {"GET", "/wait", wait_ms},      {"GET", "/fanout", fanout}, {"GET", "/stats", stats},
-    {"GET", "/deadline", deadline}, {"GET", "/deep", deep},     {0},
+    {"GET", "/deadline", deadline}, {"GET", "/deep", deep},     {"GET", "/crash", crash},
+    {0},
 };
 
 SQ_PLUGIN(.name = "asyncplug", .version = "1.0.0", .routes = routes, .init = asyncplug_init,
