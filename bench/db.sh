@@ -155,18 +155,20 @@ pg_ticks() {
 }
 
 # measure SERVER_PID CMD...: runs CMD (wrk or pgbench) on the last CPU; prints its output,
-# then a line "CPU server% pg% client% other%" (% of one CPU over DURATION; client = CMD)
+# then a line "CPU server% pg% client% other%" (% of one CPU over the run's wall time;
+# client = CMD)
 measure() {
-    local spid=$1 b0 b1 s0 s1 g0 g1 out c tf=$WORK/times.$BASHPID
+    local spid=$1 b0 b1 s0 s1 g0 g1 t0 t1 out c tf=$WORK/times.$BASHPID
     shift
-    b0=$(busy_ticks); s0=$(pids_ticks $spid); g0=$(pg_ticks)
+    b0=$(busy_ticks); s0=$(pids_ticks $spid); g0=$(pg_ticks); t0=$(date +%s%N)
     out=$(taskset -c "$LAST_CPU" "$@" 2>&1) || { echo "$out" >&2; die "$1 failed"; }
+    t1=$(date +%s%N)
     times >"$tf" # this shell's children, i.e. CMD: its user and system time on the 2nd line
     c=$(sed -n 2p "$tf" | awk '{t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t}')
     b1=$(busy_ticks); s1=$(pids_ticks $spid); g1=$(pg_ticks)
     echo "$out"
-    awk -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v g=$((g1 - g0)) -v c="$c" -v d="$DURATION" -v hz="$HZ" \
-        'BEGIN { o = ((b - s - g) / hz - c) / d * 100; if (o < 0) o = 0
+    awk -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v g=$((g1 - g0)) -v c="$c" -v d=$(((t1 - t0) / 1000000)) -v hz="$HZ" \
+        'BEGIN { d /= 1000; o = ((b - s - g) / hz - c) / d * 100; if (o < 0) o = 0
                  printf "CPU %.0f %.0f %.0f %.0f\n", s / hz / d * 100, g / hz / d * 100, c / d * 100, o }'
 }
 

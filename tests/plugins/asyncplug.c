@@ -193,10 +193,11 @@ static void asyncplug_fini(sq_plugin_ctx *ctx)
     free(s);
 }
 
-/* A plugin bug: the process dies of SIGSEGV (its worker is replaced). */
+/* A plugin bug: the process dies of SIGSEGV (its worker is replaced). Not a NULL pointer,
+   which UBSan would stop first: an address nothing is mapped at. */
 static int crash(sq_req *r)
 {
-    volatile int *volatile p = NULL;
+    volatile int *volatile p = (volatile int *)16;
 
     *p = 1; /* both volatile: the compiler may not drop the store */
     return 0;
