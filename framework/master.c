@@ -162,11 +162,12 @@ static void log_exit(size_t slot, pid_t pid, int status)
                  WEXITSTATUS(status));
 }
 
-/* Reaps dead workers and schedules their restarts. Returns -1 when one failed its very
-   first start (the host cannot run). */
+/* Reaps every dead worker (several may die together: their SIGCHLDs merge into one) and
+   schedules their restarts. Returns -1 when one failed its very first start (the host
+   cannot run). */
 static int reap(struct master *m, bool starting)
 {
-    int status;
+    int status, rc = 0;
     pid_t pid;
 
     read_ready(m);
@@ -181,8 +182,10 @@ static int reap(struct master *m, bool starting)
         log_exit(slot, pid, status);
         if (m->stopping)
             continue;
-        if (starting && !w->ready)
-            return -1;
+        if (starting && !w->ready) {
+            rc = -1;
+            continue;
+        }
         bool early = !w->ready || now_ms() - w->started_ms < WORKER_STABLE_MS;
         w->failures = early ? w->failures + 1 : 0;
         uint64_t delay = 0;
@@ -195,7 +198,7 @@ static int reap(struct master *m, bool starting)
         }
         w->restart_at = now_ms() + delay;
     }
-    return 0;
+    return rc;
 }
 
 /* The next time something is due (a restart, the SIGKILL deadline), in ms from now. */
@@ -231,9 +234,8 @@ static int supervise(struct master *m, const sigset_t *set)
         struct timespec ts = {(time_t)(wait / 1000), (long)(wait % 1000) * 1000000};
         int sig = sigtimedwait(set, NULL, &ts);
 
-        if (sig == SIGCHLD)
-            reap(m, false);
-        else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
+        reap(m, false); /* on every wake-up: a death may have come with another signal */
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)
             stop(m, sig);
         else if (sig == SIGHUP)
             workers_signal(m, SIGHUP);

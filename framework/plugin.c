@@ -4,6 +4,7 @@
 #include "plugin.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -89,6 +90,31 @@ static int private_copy(int fd, const char *name, off_t size)
     return mfd;
 }
 
+/* NULL when the ELF file in fd (size bytes) holds every byte its headers point at, else
+   what is wrong: a build caught half written must be refused here, as the loader would map
+   the missing part and die of SIGBUS touching it. */
+static const char *elf_incomplete(int fd, off_t size)
+{
+    static const char truncated[] = "not a complete ELF shared object (a build still being "
+                                    "written?)";
+    Elf64_Ehdr eh;
+    Elf64_Phdr ph;
+
+    if (pread(fd, &eh, sizeof(eh), 0) != (ssize_t)sizeof(eh) ||
+        memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64)
+        return "not a loadable shared object: not a 64-bit ELF file";
+    if (eh.e_phentsize != sizeof(ph) ||
+        (uint64_t)eh.e_phoff + (uint64_t)eh.e_phnum * sizeof(ph) > (uint64_t)size ||
+        (uint64_t)eh.e_shoff + (uint64_t)eh.e_shnum * eh.e_shentsize > (uint64_t)size)
+        return truncated;
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph) ||
+            (ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > (uint64_t)size))
+            return truncated;
+    }
+    return NULL;
+}
+
 /* dlopen()s a private copy of p->path, so that a build rewriting the file (in place, or in
    several writes) can never change the code this instance runs. */
 static int open_library(struct sq_plugin_ctx *p, char *why, size_t len)
@@ -111,6 +137,12 @@ static int open_library(struct sq_plugin_ctx *p, char *why, size_t len)
     close(fd);
     if (mfd < 0) {
         snprintf(why, len, "cannot copy it: %s", strerror(errno));
+        return -1;
+    }
+    const char *bad = elf_incomplete(mfd, st.st_size);
+    if (bad) {
+        close(mfd);
+        snprintf(why, len, "%s", bad);
         return -1;
     }
     /* The copy stays open while the instance is loaded: dlopen knows a library by the name

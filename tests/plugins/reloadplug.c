@@ -14,12 +14,17 @@
  *   tick_file  init starts sq_every(20 ms) appending "tick v<N>\n" to it, so that a test
  *              sees which instances' periodic callbacks still run
  *   fini_file  fini appends "fini v<N>\n" to it (fini also logs "fini v<N>")
+ *   init_wait  init logs "init waits", then blocks until this file exists (up to 10 s)
+ *   init_fail  "yes": init refuses to start (after init_wait)
+ *   init_fail_once  a file: init refuses to start in the process that creates it first,
+ *              so that with workers = N exactly one worker fails
  *
  * Broken builds, one loader error each (the Makefile builds none of them):
  *   -DRELOADPLUG_BADABI    the descriptor says ABI SQ_ABI_VERSION + 1
  *   -DRELOADPLUG_NODESC    the descriptor has the wrong symbol name
  *   -DRELOADPLUG_FAILINIT  init says why with sq_log and returns -1
  */
+#include <fcntl.h>
 #include <squall.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,15 +114,41 @@ static int tick(void *arg)
     return 0;
 }
 
+/* What the init_* keys ask for: 0 to go on, -1 to refuse to start (said with sq_log). */
+static int init_gate(sq_plugin_ctx *ctx)
+{
+    const char *wait = sq_config_get(ctx, "init_wait"), *fail = sq_config_get(ctx, "init_fail");
+    const char *once = sq_config_get(ctx, "init_fail_once");
+
+    if (wait) {
+        sq_log(SQ_LOG_INFO, "init waits for %s", wait);
+        for (int i = 0; i < 2000 && access(wait, F_OK) != 0; i++)
+            usleep(5000);
+    }
+    if (fail && strcmp(fail, "yes") == 0) {
+        sq_log(SQ_LOG_ERROR, "init_fail = yes: refusing to start");
+        return -1;
+    }
+    int fd = once ? open(once, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644) : -1;
+    if (fd >= 0) {
+        close(fd);
+        sq_log(SQ_LOG_ERROR, "init_fail_once: the first process refuses to start");
+        return -1;
+    }
+    return 0;
+}
+
 static int reloadplug_init(sq_plugin_ctx *ctx)
 {
 #ifdef RELOADPLUG_FAILINIT
     sq_log(SQ_LOG_ERROR, "v%d cannot start: this build refuses to", VERSION);
     return -1;
 #endif
-    struct reloadplug *st = calloc(1, sizeof(*st));
+    struct reloadplug *st;
 
-    if (!st) {
+    if (init_gate(ctx) < 0)
+        return -1;
+    if (!(st = calloc(1, sizeof(*st)))) {
         sq_log(SQ_LOG_ERROR, "out of memory");
         return -1;
     }
@@ -160,8 +191,12 @@ static int restore_state(sq_plugin_ctx *ctx, json_t *state)
 }
 
 static const sq_route routes[] = {
-    {"GET", "/v", version},       {"GET", "/pid", pid},     {"GET", "/sleep", sleep_ms},
-    {"GET", "/sleeping", sleeping}, {"GET", "/count", count}, {0},
+    {"GET", "/v", version},
+    {"GET", "/pid", pid},
+    {"GET", "/sleep", sleep_ms},
+    {"GET", "/sleeping", sleeping},
+    {"GET", "/count", count},
+    {0},
 };
 
 #if defined(RELOADPLUG_NODESC)
