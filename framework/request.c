@@ -16,11 +16,20 @@
 
 static __thread char errmsg[256];
 
+/* Formats into a copy first: the arguments may be sq_errmsg() itself ("x: %s", errmsg). */
+static void errmsg_vset(const char *fmt, va_list ap)
+{
+    char tmp[sizeof(errmsg)];
+
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    memcpy(errmsg, tmp, sizeof(errmsg));
+}
+
 void errmsg_set(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+    errmsg_vset(fmt, ap);
     va_end(ap);
 }
 
@@ -33,7 +42,7 @@ void sq_errmsg_set(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+    errmsg_vset(fmt, ap);
     va_end(ap);
 }
 
@@ -191,7 +200,7 @@ json_t *sq_body_json(sq_req *r)
         errmsg_set("the request has no body");
         return NULL;
     }
-    r->json = json_loadb(r->body, r->body_len, 0, &e);
+    r->json = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, &e); /* "Ada" and 42 too */
     if (!r->json)
         errmsg_set("invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
     return r->json;

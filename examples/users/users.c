@@ -57,6 +57,7 @@
  */
 #include <squall.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,8 +113,10 @@ static int schema_create(void)
         return rc;
     for (size_t i = 0; i < sizeof(schema_sql) / sizeof(schema_sql[0]); i++) {
         if (!sq_pg_query(schema_sql[i])) {
-            sq_errmsg_set("cannot create the users table: %s", sq_errmsg());
+            char why[256]; /* a copy: sq_errmsg_set must not read what it writes */
+            snprintf(why, sizeof(why), "%s", sq_errmsg());
             sq_pg_rollback();
+            sq_errmsg_set("cannot create the users table: %s", why);
             return SQ_EIO;
         }
     }

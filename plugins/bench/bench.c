@@ -146,8 +146,10 @@ static int schema_create(void)
         bool seed = strstr(schema_sql[i], "$12") != NULL;
         if (!sq_pg_exec(schema_sql[i], seed ? (const char *const *)fortunes_seed : NULL,
                         seed ? (int)NFORTUNES_SEED : 0)) {
-            sq_errmsg_set("cannot create the benchmark's tables: %s", sq_errmsg());
+            char why[256]; /* a copy: sq_errmsg_set must not read what it writes */
+            snprintf(why, sizeof(why), "%s", sq_errmsg());
             sq_pg_rollback();
+            sq_errmsg_set("cannot create the benchmark's tables: %s", why);
             return SQ_EIO;
         }
     }

@@ -1037,6 +1037,7 @@ START_TEST(test_users_bad_input)
          "users[1]: email must be a string of 1 to 254 bytes with an '@'"},
         {"[{\"name\":\"Ada\",\"email\":\"a@b\"},7]",
          "users[1]: expected an object with name and email"},
+        {"\"Ada\"", "expected an object with name and email"}, /* JSON, not an object */
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1049,7 +1050,7 @@ START_TEST(test_users_bad_input)
     }
     const char *not_json[] = {"",         "{\"name\":",
                               "not json", "{\"name\":\"Ada\"} x",
-                              "\"Ada\"",  "{\"name\":\"A\\u0000da\",\"email\":\"a@b\"}"};
+                              "{\"name\":\"A\\u0000da\",\"email\":\"a@b\"}"};
     for (size_t i = 0; i < sizeof(not_json) / sizeof(not_json[0]); i++) {
         sq_test_res *res = post_users(not_json[i]);
         ck_assert_msg(res->status == 400, "%s: %d %s", not_json[i], res->status, res->body);

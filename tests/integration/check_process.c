@@ -35,7 +35,7 @@
 
 /* The running test's host. */
 static struct {
-    char dir[64];
+    char dir[96];
     char conf[128];    /* dir/squall.conf, what the host serves */
     char pidfile[128]; /* dir/var/squall.pid, the default next to it */
     struct client_proc proc;
@@ -109,9 +109,28 @@ static void start(const char *server_keys, const char *plugin)
     wait_loaded(server_keys && strstr(server_keys, "workers = 2") ? 2 : 1);
 }
 
+/* The folder of a tcase's test folders, made and removed in the test runner's own process
+   (an unchecked fixture): a test that fails ends its process without its teardown. */
+static char base[64];
+
+static void base_setup(void)
+{
+    snprintf(base, sizeof(base), "/tmp/squall-process-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(base));
+}
+
+static void base_teardown(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+    if (base[0] && system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", base);
+}
+
 static void setup(void)
 {
-    snprintf(h.dir, sizeof(h.dir), "/tmp/squall-process-XXXXXX");
+    snprintf(h.dir, sizeof(h.dir), "%s/t-XXXXXX", base);
     ck_assert_ptr_nonnull(mkdtemp(h.dir));
     snprintf(h.conf, sizeof(h.conf), "%s/squall.conf", h.dir);
     snprintf(h.pidfile, sizeof(h.pidfile), "%s/var/squall.pid", h.dir);
@@ -719,6 +738,7 @@ static Suite *process_suite(void)
     TCase *tc = tcase_create("process");
 
     tcase_set_timeout(tc, 30);
+    tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_sigterm_drains_inflight);
     tcase_add_test(tc, test_shutdown_closes_after_reply);

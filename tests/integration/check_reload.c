@@ -41,7 +41,7 @@ enum install {
 
 /* The running test's host, serving reloadplug from a folder of its own. */
 static struct {
-    char dir[64];
+    char dir[96];
     char so[128];      /* dir/reloadplug.so, the path the host watches */
     char ticks[128];   /* the plugin's tick_file */
     char finis[128];   /* the plugin's fini_file */
@@ -154,12 +154,31 @@ static void start(const char *server_keys)
     }
 }
 
+/* The folder of a tcase's test folders, made and removed in the test runner's own process
+   (an unchecked fixture): a test that fails ends its process without its teardown. */
+static char base[64];
+
+static void base_setup(void)
+{
+    snprintf(base, sizeof(base), "/tmp/squall-reload-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(base));
+}
+
+static void base_teardown(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+    if (base[0] && system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", base);
+}
+
 static void setup(void)
 {
     char sub[128];
 
     ck_assert_msg(access(SRC, R_OK) == 0, "run from the repository root: no %s", SRC);
-    snprintf(rp.dir, sizeof(rp.dir), "/tmp/squall-reload-XXXXXX");
+    snprintf(rp.dir, sizeof(rp.dir), "%s/t-XXXXXX", base);
     ck_assert_ptr_nonnull(mkdtemp(rp.dir));
     snprintf(rp.so, sizeof(rp.so), "%s/reloadplug.so", rp.dir);
     snprintf(rp.ticks, sizeof(rp.ticks), "%s/ticks", rp.dir);
@@ -679,10 +698,12 @@ static Suite *reload_suite(void)
     TCase *load = tcase_create("load"), *tc = tcase_create("reload");
 
     tcase_set_timeout(load, 40);
+    tcase_add_unchecked_fixture(load, base_setup, base_teardown);
     tcase_add_checked_fixture(load, setup, teardown);
     tcase_add_test(load, test_reload_under_load);
     suite_add_tcase(s, load);
     tcase_set_timeout(tc, 20);
+    tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_inflight_finishes_on_old_code);
     tcase_add_test(tc, test_retired_instance_stops_then_finis);
