@@ -303,7 +303,8 @@ void plugin_reap(void)
     while (dead) {
         struct sq_plugin_ctx *p = dead;
         dead = p->next_dead;
-        log_info("plugin %s: instance unloaded", p->name);
+        if (p->initialized) /* one that never served goes without a word */
+            log_info("plugin %s: instance unloaded", p->name);
         plugin_unload(p);
     }
 }

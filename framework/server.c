@@ -342,14 +342,19 @@ void server_reload(struct server *srv)
         log_warn("reload = off: ignoring the reload request");
         return;
     }
+    uint64_t start = loop_now_us(srv->loop);
     struct config *cfg = config_load(srv->cfg->file, err, sizeof(err));
-    if (!cfg) {
+    if (!cfg) { /* new builds still load, under the running configuration */
         log_error("reload: the configuration has errors; the running one stays:\n%s", err);
+        for (size_t i = 0; i < srv->nplugins; i++)
+            if (plugin_changed(srv->plugins[i]))
+                reload_plugin(srv, i);
         return;
     }
     log_restart_only(srv->cfg, cfg);
     apply_config(srv, cfg);
     config_free(cfg);
+    log_info("reload: done in %.1f ms", (double)(loop_now_us(srv->loop) - start) / 1000.0);
     if (srv->watch) { /* the plugins' files may have changed */
         watch_free(srv->watch);
         srv->watch = NULL;

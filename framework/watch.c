@@ -48,20 +48,22 @@ static void on_events(evutil_socket_t fd, short what, void *arg)
 {
     struct watch *w = arg;
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    struct timeval quiet = {0, WATCH_QUIET_MS * 1000};
-    bool any = false;
+    struct timeval quiet = {0, WATCH_QUIET_MS * 1000}, now = {0, 0};
+    bool any = false, renamed = false;
     ssize_t len;
 
     while ((len = read(w->fd, buf, sizeof(buf))) > 0)
         for (char *p = buf; p < buf + len;) {
             const struct inotify_event *e = (const struct inotify_event *)p;
             for (size_t i = 0; i < w->n; i++)
-                if (e->wd == w->files[i].wd && e->len && strcmp(e->name, w->files[i].name) == 0)
+                if (e->wd == w->files[i].wd && e->len && strcmp(e->name, w->files[i].name) == 0) {
                     any = w->files[i].changed = true;
+                    renamed |= (e->mask & IN_MOVED_TO) != 0;
+                }
             p += sizeof(*e) + e->len;
         }
     if (any)
-        evtimer_add(&w->quiet, &quiet);
+        evtimer_add(&w->quiet, renamed ? &now : &quiet);
 }
 
 struct watch *watch_new(struct event_base *base, const char *const *paths, size_t n,

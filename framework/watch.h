@@ -3,16 +3,17 @@
  * writes a new .so.
  *
  * The folder of each file is watched rather than the file, so that a file replaced by a
- * rename or re-created by the linker is still seen. Changes are debounced: the callback runs
- * once WATCH_QUIET_MS after the last event for the file, not on each of the writes a build
- * makes.
+ * rename or re-created by the linker is still seen. A file renamed into place is complete:
+ * the callback runs at once. Writes in place are debounced: it runs WATCH_QUIET_MS after the
+ * last event for the file, not on each of the writes a build makes (and a file still
+ * incomplete then is refused by the loader; the next write brings another try).
  */
 #ifndef SQUALL_WATCH_H
 #define SQUALL_WATCH_H
 
 #include <stddef.h>
 
-#define WATCH_QUIET_MS 100
+#define WATCH_QUIET_MS 30
 
 struct event_base;
 struct watch;
