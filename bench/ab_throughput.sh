@@ -16,8 +16,7 @@
 # this VM disturb less than req/s.
 #
 # Cases: plaintext (GET /plaintext, -t1 -c64), json (GET /json, -t1 -c64), pipelined
-# (GET /plaintext, -t1 -c256, pipeline.lua depth 16), cachehit (old GET /plaintext, new
-# GET /json: for a new whose /json is served from the response cache, bench/middleware.sh).
+# (GET /plaintext, -t1 -c256, pipeline.lua depth 16).
 #
 # Noise: each run also measures the CPU time that neither the server nor wrk used (from
 # /proc/stat, as % of one CPU); a round where that exceeds NOISE in either run is run
@@ -138,11 +137,9 @@ for c in $CASES; do
         plaintext) path=/plaintext conns=64 depth=1 ;;
         json) path=/json conns=64 depth=1 ;;
         pipelined) path=/plaintext conns=256 depth=16 ;;
-        cachehit) path=/plaintext conns=64 depth=1 ;;
         *) die "unknown case $c" ;;
     esac
     declare -A P=([old]=$path [new]=$path)
-    [ "$c" = cachehit ] && P[new]=/json
     declare -A R=([old]="" [new]="") NZ=([old]="" [new]="") U=([old]="" [new]="")
     for b in old new; do # warm-up, not counted: connections, caches, the CPU's clock
         DURATION=1 run_wrk "${BASE[$b]}${P[$b]}" "$conns" "$depth" "${PID[$b]}" >/dev/null

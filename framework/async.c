@@ -249,6 +249,7 @@ struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *ar
     co->parent = co->children = co->sibling_prev = co->sibling_next = NULL;
     co->nchildren = 0;
     co->cleanups = NULL;
+    co->on_park = NULL;
     co->wait = NULL;
     co->deadline = 0;
     co->queued = co->done = co->cancelled = co->nocancel = co->waits_children = co->unavailable = false;
@@ -413,6 +414,11 @@ int coro_park(struct coro_wait *w, int64_t timeout_ms, int on_timeout)
     if (early) {
         wait_list_remove(w);
         return early == SQ_EINVAL ? early : park_result(early);
+    }
+    if (co->on_park) { /* once, before the first wait */
+        void (*fn)(struct coro *) = co->on_park;
+        co->on_park = NULL;
+        fn(co);
     }
     uint64_t now = loop_now_us(co->loop);
     w->co = co;

@@ -124,6 +124,7 @@ struct coro {
     bool unavailable;              /* a service it used was down (pool timeout, outage):
                                       a handler that then fails to reply gets 503 */
     struct coro_cleanup *cleanups; /* coro_at_end, newest first */
+    void (*on_park)(struct coro *co); /* runs once, as it first parks (conn.c's timeout) */
     char error[160];               /* sq_errmsg() when fn failed */
     struct arena own_arena;
     char arena_buf[512];

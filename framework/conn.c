@@ -274,6 +274,10 @@ static void on_handler_done(struct coro *co, void *data)
    ended (and conn_request_end has run) when this returns. */
 static void conn_run_handler(struct conn *c, struct sq_req *r)
 {
+    if (r->route->chain && middleware_answer_early(r)) { /* a cache hit needs no coroutine */
+        conn_request_end(c);
+        return;
+    }
     struct coro *co = coro_new(c->srv->loop, request_main, r, &c->arena);
 
     if (!co) {
@@ -289,12 +293,22 @@ static void conn_run_handler(struct conn *c, struct sq_req *r)
     coro_resume(co);
 }
 
+/* The handler waits for the first time: from now the client's timeout reply has to come
+   from a timer, at the deadline, however long the handler still waits. */
+static void on_handler_park(struct coro *co)
+{
+    struct conn *c = co->done_data;
+    uint64_t now = loop_now_us(c->srv->loop), at = c->req.timeout_at;
+
+    timer_set(c, TIMER_HANDLER, at > now ? (at - now + 999) / 1000 : 0);
+}
+
 void conn_arm_timeout(struct sq_req *r, uint64_t ms)
 {
-    struct conn *c = (struct conn *)((char *)r - offsetof(struct conn, req));
-
-    r->coro->deadline = r->timeout_at = loop_now_us(c->srv->loop) + ms * 1000;
-    timer_set(c, TIMER_HANDLER, ms);
+    /* No timer yet: a handler that answers without waiting (most) needs none, and a late
+       reply of one that did not wait becomes the timeout reply in sq_reply. */
+    r->coro->deadline = r->timeout_at = loop_now_us(r->coro->loop) + ms * 1000;
+    r->coro->on_park = on_handler_park;
 }
 
 static void conn_route(struct conn *c, struct sq_req *r)

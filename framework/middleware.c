@@ -50,6 +50,13 @@ int middleware_before(struct sq_req *r)
     return MW_NEXT;
 }
 
+bool middleware_answer_early(struct sq_req *r)
+{
+    const struct mw_link *first = &r->route->chain->links[0];
+
+    return first->before == mw_cache_before && mw_cache_hit(r, first->arg);
+}
+
 void middleware_after(struct sq_req *r, const struct response *resp)
 {
     const struct mw_chain *ch = r->route->chain;

@@ -86,6 +86,10 @@ void middleware_free(struct server *srv);
    Called in the handler's coroutine. */
 int middleware_before(struct sq_req *r);
 
+/* Answers r before any coroutine exists when it can: a cache hit on a route whose chain
+   starts with the cache. Returns whether r has its reply. */
+bool middleware_answer_early(struct sq_req *r);
+
 /* Runs the after() hooks on the reply about to be rendered (headers may be added). */
 void middleware_after(struct sq_req *r, const struct response *resp);
 
@@ -131,5 +135,9 @@ void mw_cache_free(struct mw_cache *mc);
 int mw_cache_before(struct sq_req *r, void *route);
 void mw_cache_after(struct sq_req *r, const struct response *resp, void *route);
 void mw_cache_end(struct sq_req *r, void *route);
+
+/* Answers r from the store if its key is there, without a coroutine (conn.c tries it before
+   making one, when the cache is the chain's first link); false on a miss. */
+bool mw_cache_hit(struct sq_req *r, void *route);
 
 #endif

@@ -177,16 +177,17 @@ static bool serve_hit(struct sq_req *r, struct mw_cache *mc, const struct cache_
 {
     size_t len;
     uint64_t age_ms;
-    const void *v = cache_get(mc->store, st->key, st->len, now_ms(), &len, &age_ms);
+    const char *v = cache_get(mc->store, st->key, st->len, now_ms(), &len, &age_ms), *copy = v;
+    struct stored s;
 
     if (!v)
         return false;
-    /* A copy: an after hook of another link may touch the store before the reply is out. */
-    char *copy = arena_alloc(r->arena, len);
-    struct stored s;
-    if (!copy)
-        return false;
-    memcpy(copy, v, len);
+    if (r->mw_passed) { /* an after hook of another link may change the store meanwhile */
+        char *c = arena_alloc(r->arena, len);
+        if (!c)
+            return false;
+        copy = memcpy(c, v, len);
+    }
     memcpy(&s, copy, sizeof(s));
     const char *p = copy + sizeof(s), *ctype = p;
     p += strlen(p) + 1;
@@ -202,7 +203,7 @@ static bool serve_hit(struct sq_req *r, struct mw_cache *mc, const struct cache_
     }
     if (s.nheaders)
         r->headers = hs;
-    const char *age = request_u64(r, age_ms / 1000);
+    const char *age = age_ms < 1000 ? "0" : request_u64(r, age_ms / 1000);
     if (age)
         request_add_header(r, "Age", age);
     request_add_header(r, "X-Cache", "HIT");
@@ -210,16 +211,38 @@ static bool serve_hit(struct sq_req *r, struct mw_cache *mc, const struct cache_
     return true;
 }
 
+/* The request's state, its key made (once: mw_cache_hit may have made it already). */
+static struct cache_req *request_state(struct sq_req *r, const struct mw_cache_route *cr)
+{
+    struct cache_req *st = r->mw_cache;
+
+    if (st)
+        return st;
+    st = arena_alloc(r->arena, sizeof(*st));
+    if (!st || !(st->key = request_key(r, cr, &st->len)))
+        return NULL;
+    st->flight = NULL;
+    return r->mw_cache = st;
+}
+
+bool mw_cache_hit(struct sq_req *r, void *arg)
+{
+    const struct mw_cache_route *cr = arg;
+    struct cache_req *st = request_state(r, cr);
+
+    return st && serve_hit(r, cr->mc, st);
+}
+
 int mw_cache_before(struct sq_req *r, void *arg)
 {
     const struct mw_cache_route *cr = arg;
     struct mw_cache *mc = cr->mc;
-    struct cache_req *st = arena_alloc(r->arena, sizeof(*st));
+    struct cache_req *st = request_state(r, cr);
     uint64_t hash;
 
-    if (!st || !(st->key = request_key(r, cr, &st->len)))
+    r->mw_cache = NULL; /* set again once it passes the request on */
+    if (!st)
         return MW_NEXT; /* out of memory: served uncached */
-    st->flight = NULL;
     if (serve_hit(r, mc, st))
         return 0;
     struct flight **slot = flight_slot(mc, st->key, st->len, &hash);
