@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 
-#define WATCH_QUIET_MS 30
+#define WATCH_QUIET_MS 100
 
 struct event_base;
 struct watch;
