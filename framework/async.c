@@ -252,7 +252,8 @@ struct coro *coro_new(struct loop *l, sq_task_fn fn, void *arg, struct arena *ar
     co->on_park = NULL;
     co->wait = NULL;
     co->deadline = 0;
-    co->queued = co->done = co->cancelled = co->nocancel = co->waits_children = co->unavailable = false;
+    co->queued = co->done = co->cancelled = co->nocancel = co->waits_children = false;
+    co->unavailable = false;
     co->error[0] = '\0';
     co->arena = arena;
     if (!arena) {

@@ -117,7 +117,7 @@ static int serve(struct config *cfg, const char *pidfile)
         }
         pidfile_write(pidfile);
         for (size_t i = 0; i < srv->nlisteners; i++)
-            log_info("listening on %s:%u", srv->cfg->listen[i].host ? srv->cfg->listen[i].host : "*",
+            log_info("listening on %s:%u", cfg->listen[i].host ? cfg->listen[i].host : "*",
                      srv->listeners[i].port);
         rc = server_run(srv) == 0 ? 0 : 1;
         server_free(srv);

@@ -290,7 +290,8 @@ static int build_route(struct server *srv, struct route_entry *e, char *err, siz
                 cfg->file, s.use->line[MW_USE], s.use->use[i], s.use->use[i], e->label);
         failed = -1;
     }
-    if (s.cache_ms && (strcmp(e->route->method, "GET") == 0 || strcmp(e->route->method, "HEAD") == 0))
+    const char *m = e->route->method;
+    if (s.cache_ms && (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0))
         add_link(ch, "cache", mw_cache_before, mw_cache_after, mw_cache_end, cache_route(srv, &s));
     if (s.timeout_ms)
         add_link(ch, "timeout", timeout_before, NULL, NULL, NULL);

@@ -191,7 +191,8 @@ static bool serve_hit(struct sq_req *r, struct mw_cache *mc, const struct cache_
     memcpy(&s, copy, sizeof(s));
     const char *p = copy + sizeof(s), *ctype = p;
     p += strlen(p) + 1;
-    struct response_header *hs = s.nheaders ? arena_alloc(r->arena, s.nheaders * sizeof(*hs)) : NULL;
+    struct response_header *hs =
+        s.nheaders ? arena_alloc(r->arena, s.nheaders * sizeof(*hs)) : NULL;
     if (s.nheaders && !hs)
         return false;
     for (uint32_t i = 0; i < s.nheaders; i++) {

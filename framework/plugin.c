@@ -108,7 +108,8 @@ static const char *elf_incomplete(int fd, off_t size)
         (uint64_t)eh.e_shoff + (uint64_t)eh.e_shnum * eh.e_shentsize > (uint64_t)size)
         return truncated;
     for (unsigned i = 0; i < eh.e_phnum; i++) {
-        if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph) ||
+        off_t at = (off_t)(eh.e_phoff + i * sizeof(ph));
+        if (pread(fd, &ph, sizeof(ph), at) != (ssize_t)sizeof(ph) ||
             (ph.p_type == PT_LOAD && ph.p_offset + ph.p_filesz > (uint64_t)size))
             return truncated;
     }

@@ -246,7 +246,8 @@ static void log_restart_only(const struct config *old, const struct config *cfg)
         log_warn("reload: workers changed; that needs a restart");
     if (old->threads != cfg->threads || old->coroutine_stack != cfg->coroutine_stack ||
         old->cache_max_bytes != cfg->cache_max_bytes)
-        log_warn("reload: threads, coroutine_stack or cache_max_bytes changed; that needs a restart");
+        log_warn("reload: threads, coroutine_stack or cache_max_bytes changed; "
+                 "that needs a restart");
     if ((old->db.dsn == NULL) != (cfg->db.dsn == NULL) ||
         (old->db.dsn && strcmp(old->db.dsn, cfg->db.dsn) != 0) ||
         old->db.pool_size != cfg->db.pool_size)

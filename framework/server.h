@@ -63,13 +63,16 @@ struct server {
 
 enum server_flags {
     SERVER_NO_LISTEN = 1, /* --check: load plugins, bind nothing */
-    SERVER_SIGNALS = 2,   /* SIGINT/SIGTERM stop the loop (the command line host) */
+    SERVER_SIGNALS = 2,   /* the command line host: SIGTERM/SIGINT drain, SIGQUIT stops,
+                             SIGHUP reloads; with reload = auto the plugins' files are
+                             watched */
 };
 
 /*
  * Creates the host for cfg, which it takes over (freed by server_free, also on failure):
  * raises RLIMIT_NOFILE to the hard limit, loads every plugin and mounts its routes, binds
- * the listeners (or, with fds, serves those inherited sockets: one per cfg->listen). On failure returns NULL with one line per problem in err.
+ * the listeners (or, with fds, serves those inherited sockets: one per cfg->listen). On
+ * failure returns NULL with one line per problem in err.
  */
 struct server *server_new(struct config *cfg, int flags, const int *fds, char *err,
                           size_t errlen);

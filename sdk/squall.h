@@ -175,7 +175,8 @@ const char *sq_body(sq_req *r, size_t *len);
 
 /*
  * The body parsed as JSON (any value: an object, an array, or a scalar such as "Ada" or
- * 42), or NULL when it is empty or not valid JSON (sq_errmsg says where). The reference is borrowed: the host owns it and frees it after the handler.
+ * 42), or NULL when it is empty or not valid JSON (sq_errmsg says where). The reference is
+ * borrowed: the host owns it and frees it after the handler.
  */
 json_t *sq_body_json(sq_req *r);
 
