@@ -18,8 +18,7 @@
 # 2. rename-to-new-code latency, ROUNDS builds each with reload = auto (the watch's quiet
 #    period included) and reload = signal (SIGHUP right after the rename): a keep-alive
 #    client polls GET /plaintext as fast as it can and times the rename to the first reply
-#    carrying the new version; with the host's own "reloaded in X ms" lines (auto only: the
-#    SIGHUP path logs none).
+#    carrying the new version; with the host's own "reloaded in X ms" lines.
 # 3. workers = 1 vs 2 on this 2-CPU machine, squall and wrk both unpinned (they share the
 #    two CPUs): `wrk -t1 -c64 -d${WDURATION}s --latency` /plaintext, WROUNDS alternating
 #    rounds; the median req/s and p99 of each.
@@ -232,7 +231,7 @@ part2() {
         if [ "$n" -gt 0 ]; then
             echo "  $mode: host \"reloaded in\": mean $mean ms, max $max ms ($n lines)"
         else
-            echo "  $mode: the host logs no \"reloaded in\" line on this path"
+            echo "  $mode: the host logged no \"reloaded in\" line"
         fi
         squall_stop
     done

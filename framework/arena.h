@@ -45,6 +45,7 @@ int arena_defer(struct arena *a, void (*fn)(void *arg), void *arg);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 
 /* printf into the arena; NULL on out-of-memory or a format error. */
-char *arena_vprintf(struct arena *a, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+char *arena_vprintf(struct arena *a, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 #endif

@@ -95,8 +95,6 @@ static void worker_main(struct master *m, size_t slot, pid_t master)
         fprintf(stderr, "%s\n", err);
         _exit(1);
     }
-    for (size_t i = 0; i < m->cfg->nlisten; i++) /* the server serves its own copies */
-        close(m->fds[i]);
     if (write(m->ready_pipe[1], &id, 1) != 1)
         _exit(1);
     close(m->ready_pipe[1]);

@@ -262,13 +262,11 @@ static struct mw_cache_route *cache_route(struct server *srv, const struct setti
 /* Builds e's chain, or leaves it NULL when it has no middleware. */
 static int build_route(struct server *srv, struct route_entry *e, char *err, size_t errlen)
 {
-    const struct config *cfg = srv->cfg;
     struct settings s;
     char why[512];
-    int failed = 0;
 
     if (settings_of(e, &s, why, sizeof why) < 0) {
-        err_add(err, errlen, "%s:%d: plugin %s: %s", cfg->file, e->plugin->cfg->line,
+        err_add(err, errlen, "%s:%d: plugin %s: %s", srv->cfg->file, e->plugin->cfg->line,
                 e->plugin->name, why);
         return -1;
     }
@@ -282,13 +280,8 @@ static int build_route(struct server *srv, struct route_entry *e, char *err, siz
         add_link(ch, "ratelimit", mw_ratelimit_before, NULL, NULL, zone_for(srv, &s));
     for (size_t i = 0; i < nuse; i++) {
         struct mw_def *d = find_def(srv, s.use->use[i]);
-        if (d) {
+        if (d) /* else check_uses has said so */
             add_link(ch, d->name, plugin_before, plugin_after, NULL, d);
-            continue;
-        }
-        err_add(err, errlen, "%s:%d: use = %s: no loaded plugin provides middleware '%s' (for %s)",
-                cfg->file, s.use->line[MW_USE], s.use->use[i], s.use->use[i], e->label);
-        failed = -1;
     }
     const char *m = e->route->method;
     if (s.cache_ms && (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0))
@@ -296,6 +289,21 @@ static int build_route(struct server *srv, struct route_entry *e, char *err, siz
     if (s.timeout_ms)
         add_link(ch, "timeout", timeout_before, NULL, NULL, NULL);
     e->chain = ch;
+    return 0;
+}
+
+/* Every name a section's `use` lists must be provided by a loaded plugin: one error per
+   name and section (not per route it covers). */
+static int check_uses(struct server *srv, const struct config_mw *mw, char *err, size_t errlen)
+{
+    int failed = 0;
+
+    for (size_t i = 0; i < mw->nuse; i++)
+        if (!find_def(srv, mw->use[i])) {
+            err_add(err, errlen, "%s:%d: use = %s: no loaded plugin provides middleware '%s'",
+                    srv->cfg->file, mw->line[MW_USE], mw->use[i], mw->use[i]);
+            failed = -1;
+        }
     return failed;
 }
 
@@ -324,8 +332,13 @@ void middleware_init(struct server *srv)
 
 int middleware_build(struct server *srv, struct routes *t, char *err, size_t errlen)
 {
+    const struct config *cfg = srv->cfg;
     int failed = check_unique(srv, err, errlen);
 
+    for (size_t i = 0; i < cfg->nplugins; i++)
+        failed |= check_uses(srv, &cfg->plugins[i].mw, err, errlen);
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        failed |= check_uses(srv, &cfg->routes[i].mw, err, errlen);
     for (size_t i = 0; i < t->nentries; i++)
         if (build_route(srv, &t->entries[i], err, errlen) < 0)
             failed = -1;

@@ -49,8 +49,9 @@ struct sq_plugin_ctx {
 
 /*
  * Loads a private copy of cp->path (cp is a section of conf), checks its descriptor (ABI
- * version and size first) and routes, and runs init. Returns the instance with one reference (the caller's), or NULL
- * with one line in err naming the plugin and file, and nothing left loaded.
+ * version and size first) and routes, and runs init. Returns the instance with one
+ * reference (the caller's), or NULL with one line in err naming the plugin and file, and
+ * nothing left loaded.
  */
 struct sq_plugin_ctx *plugin_load(struct config *conf, const struct config_plugin *cp, char *err,
                                   size_t errlen);

@@ -23,11 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "config.h"
+#include "siphash.h"
 #include "xalloc.h"
 
 #define NIL UINT32_MAX
@@ -107,13 +105,6 @@ static uint64_t siphash(const uint64_t k[2], const uint8_t *in, size_t len)
     return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
-/* Seeds from getrandom() (32 bytes come whole, getrandom(2)); without it, weaker but working. */
-static void seed_init(uint64_t seed[4])
-{
-    if (getrandom(seed, sizeof(uint64_t[4]), 0) != (ssize_t)sizeof(uint64_t[4]))
-        seed[0] = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32 ^ (uintptr_t)seed;
-}
-
 int ratelimit_parse(const char *spec, uint32_t *n, uint64_t *period_ms, char *err, size_t errlen)
 {
     const char *s = spec, *why = NULL;
@@ -184,7 +175,8 @@ struct ratelimit *ratelimit_init(void *mem, uint32_t n, uint64_t period_ms, size
     rl->entries = (struct entry *)((char *)mem + HEAD_SIZE);
     rl->buckets = (uint32_t *)(rl->entries + max_keys);
     table_clear(rl);
-    seed_init(rl->seed);
+    siphash_seed(rl->seed); /* two keys: the hash's, and a long key's digest's */
+    siphash_seed(rl->seed + 2);
     return rl;
 }
 

@@ -134,7 +134,7 @@ static int server_listen(struct server *srv, const int *fds, char *err, size_t e
     for (size_t i = 0; i < cfg->nlisten; i++) {
         struct listener *l = &srv->listeners[i];
         l->srv = srv;
-        l->fd = fds ? dup(fds[i]) : own[i]; /* a copy: a draining worker closes its own */
+        l->fd = fds ? fds[i] : own[i]; /* a worker's are its own after the fork */
         l->port = listen_port(l->fd);
         srv->nlisteners++;
         event_assign(&l->ev, srv->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
@@ -170,44 +170,16 @@ static int server_load_plugins(struct server *srv, char *err, size_t errlen)
 
 static void watch_plugins(struct server *srv);
 
-/* Replaces plugin i by a new instance of its file: loaded and initialised beside the old
-   one, handed its state, then routed to; the old one finishes what it has started. On any
-   failure the old one keeps serving and the reason is logged. */
-static int reload_plugin(struct server *srv, size_t i)
-{
-    struct sq_plugin_ctx *old = srv->plugins[i], *p;
-    uint64_t start = loop_now_us(srv->loop);
-    char why[2048] = "";
+static void apply_config(struct server *srv, struct config *cfg);
 
-    if (!(p = plugin_load(old->conf, old->cfg, why, sizeof(why)))) {
-        log_error("reload failed, the running version keeps serving: %s", why);
-        return -1;
-    }
-    plugin_handoff(old, p);
-    srv->plugins[i] = p;
-    struct routes *t = routes_build(srv, why, sizeof(why));
-    if (!t) {
-        srv->plugins[i] = old;
-        plugin_retire(p);
-        log_error("reload of plugin %s failed, the running version keeps serving: %s", old->name,
-                  why);
-        return -1;
-    }
-    routes_unref(srv->routes);
-    srv->routes = t;
-    plugin_retire(old);
-    log_info("plugin %s reloaded in %.1f ms", p->name,
-             (double)(loop_now_us(srv->loop) - start) / 1000.0);
-    return 0;
-}
-
-/* The watch saw plugin i's file change. */
+/* The watch saw plugin i's file change: the running configuration again, which loads
+   what has a new build and keeps the rest. */
 static void on_plugin_changed(void *arg, size_t i)
 {
     struct server *srv = arg;
 
     if (i < srv->nplugins && !srv->draining && plugin_changed(srv->plugins[i]))
-        reload_plugin(srv, i);
+        apply_config(srv, srv->cfg);
 }
 
 /* Whether two sections load a plugin the same way: same file, same free keys. (Its mount
@@ -283,9 +255,13 @@ static size_t instances_for(struct server *srv, struct config *cfg, struct sq_pl
     return n;
 }
 
-/* Serves cfg (a reread configuration) from now on, or logs why not and changes nothing. */
+/* Serves cfg from now on, or logs why not and changes nothing. cfg is a reread
+   configuration, or the running one when only plugin builds changed. Each new instance is
+   loaded and initialised beside the one it replaces and handed its state before it is
+   routed to; the old one finishes what it has started. */
 static void apply_config(struct server *srv, struct config *cfg)
 {
+    uint64_t start = loop_now_us(srv->loop);
     struct sq_plugin_ctx **set = xcalloc(cfg->nplugins + 1, sizeof(*set));
     size_t n = instances_for(srv, cfg, set), oldn = srv->nplugins;
     struct sq_plugin_ctx **oldset = srv->plugins;
@@ -325,14 +301,18 @@ static void apply_config(struct server *srv, struct config *cfg)
     srv->routes = t;
     config_ref(cfg);
     for (size_t i = 0; i < oldn; i++) { /* the old set's references */
-        if (find_plugin(set, n, oldset[i]->name) == oldset[i])
+        struct sq_plugin_ctx *p = find_plugin(set, n, oldset[i]->name);
+        if (p == oldset[i]) {
             plugin_unref(oldset[i]); /* kept: the new set holds it */
-        else
-            plugin_retire(oldset[i]);
+            continue;
+        }
+        plugin_retire(oldset[i]);
+        if (p)
+            log_info("plugin %s reloaded in %.1f ms", p->name,
+                     (double)(loop_now_us(srv->loop) - start) / 1000.0);
     }
     free(oldset);
     config_free(oldcfg);
-    log_info("reload: serving %s with %zu plugins", cfg->file, n);
 }
 
 void server_reload(struct server *srv)
@@ -347,15 +327,14 @@ void server_reload(struct server *srv)
     struct config *cfg = config_load(srv->cfg->file, err, sizeof(err));
     if (!cfg) { /* new builds still load, under the running configuration */
         log_error("reload: the configuration has errors; the running one stays:\n%s", err);
-        for (size_t i = 0; i < srv->nplugins; i++)
-            if (plugin_changed(srv->plugins[i]))
-                reload_plugin(srv, i);
+        apply_config(srv, srv->cfg);
         return;
     }
     log_restart_only(srv->cfg, cfg);
     apply_config(srv, cfg);
     config_free(cfg);
-    log_info("reload: done in %.1f ms", (double)(loop_now_us(srv->loop) - start) / 1000.0);
+    log_info("reload: done in %.1f ms, serving %s with %zu plugins",
+             (double)(loop_now_us(srv->loop) - start) / 1000.0, srv->cfg->file, srv->nplugins);
     if (srv->watch) { /* the plugins' files may have changed */
         watch_free(srv->watch);
         srv->watch = NULL;

@@ -71,7 +71,7 @@ enum server_flags {
 /*
  * Creates the host for cfg, which it takes over (freed by server_free, also on failure):
  * raises RLIMIT_NOFILE to the hard limit, loads every plugin and mounts its routes, binds
- * the listeners (or, with fds, serves those inherited sockets: one per cfg->listen). On
+ * the listeners (or, with fds, takes over those inherited sockets: one per cfg->listen). On
  * failure returns NULL with one line per problem in err.
  */
 struct server *server_new(struct config *cfg, int flags, const int *fds, char *err,

@@ -47,6 +47,7 @@ extern "C" {
 #define SQ_EAGAIN (-11)     /* a _nowait call would have had to wait */
 #define SQ_ETIMEDOUT (-110) /* the wait's timeout or the coroutine's deadline passed */
 #define SQ_ECANCELED (-125) /* the coroutine was cancelled (e.g. its client went away) */
+#define SQ_EIO (-5)         /* the database answered with an error, or the connection broke */
 
 #if defined(__GNUC__)
 #define SQ_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -473,8 +474,6 @@ int sq_run_sync(sq_task_fn fn, void *arg);
  * Results and batches live in the running coroutine's memory and are freed when it ends (a
  * handler's when its request ends): never free them, and do not keep them longer. */
 
-#define SQ_EIO (-5) /* the database answered with an error, or the connection to it broke */
-
 /* A query's result: rows of text values. Owned by the running coroutine. */
 typedef struct sq_pg_result sq_pg_result;
 
@@ -568,12 +567,13 @@ int sq_pg_batch_add(sq_pg_batch *b, const char *sql, const char *const *params, 
                     (int)(sizeof((const char *[]){NULL, ##__VA_ARGS__}) / sizeof(char *) - 1))
 
 /*
- * Awaits b's queries sent together in one round trip (libpq pipeline mode), in order, on one
- * connection. Each query is its own implicit transaction (inside sq_pg_begin, a failing
- * query aborts that transaction for the ones after it), so one failing does not fail the
- * others: read each with sq_pg_batch_result. Returns 0 once every query has its result or
- * error; SQ_EINVAL (run already, no database), SQ_ETIMEDOUT, SQ_ECANCELED or SQ_EIO when
- * the batch itself failed (queries without a result then carry that error).
+ * Awaits b's queries sent back to back on one connection, in order, without waiting for
+ * one another's results (libpq pipeline mode): one round-trip time for all of them. Each
+ * query is its own implicit transaction (inside sq_pg_begin, a failing query aborts that
+ * transaction for the ones after it), so one failing does not fail the others: read each
+ * with sq_pg_batch_result. Returns 0 once every query has its result or error; SQ_EINVAL
+ * (run already, no database), SQ_ETIMEDOUT, SQ_ECANCELED or SQ_EIO when the batch itself
+ * failed (queries without a result then carry that error).
  */
 int sq_pg_batch_run(sq_pg_batch *b);
 

@@ -19,7 +19,6 @@
 
 #include "../check_main.h"
 #include "client.h"
-#include "pgembed.h"
 #include "squall_test.h"
 
 #define BENCH_LOCK "6265" /* the advisory lock key bench.c takes to create its tables */
@@ -52,52 +51,7 @@
     "\x83\xbc\xe3\x82\xaf</td></tr>"                                                               \
     "</table></body></html>"
 
-static char pgdir[64];
-static char dsn[512];
-static struct pgembed *cluster;
 static sq_test_host *host;
-
-/* ---- The cluster, seen from the test ---- */
-
-static void notice_ignore(void *arg, const char *message)
-{
-}
-
-static PGconn *sql_connect(void)
-{
-    PGconn *c = PQconnectdb(dsn);
-
-    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
-    PQsetNoticeProcessor(c, notice_ignore, NULL);
-    return c;
-}
-
-/* Runs sql on c; fails the test on an error. The first value (the caller frees it), or NULL
-   when there is none. */
-static char *sql_on(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    char *v = NULL;
-
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK,
-                  "%s: %s", sql, PQresultErrorMessage(r));
-    if (PQntuples(r) > 0 && PQnfields(r) > 0)
-        v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
-/* sql on a connection of its own; the first value as a number (-1 when none). */
-static long sql_long(const char *sql)
-{
-    PGconn *c = sql_connect();
-    char *v = sql_on(c, sql);
-    long n = v ? atol(v) : -1;
-
-    free(v);
-    PQfinish(c);
-    return n;
-}
 
 /* ---- Hosts and requests ---- */
 
@@ -109,7 +63,7 @@ static sq_test_host *start_bench(void)
     snprintf(conf, sizeof(conf),
              "[database]\ndsn = embedded\nembedded_dir = %s\npool_size = 4\n"
              "[plugin bench]\npath = %s\n",
-             pgdir, so);
+             client_pg_dir(), so);
     sq_test_host *h = sq_test_start(conf);
     ck_assert_msg(h, "sq_test_start: %s", sq_test_error());
     return h;
@@ -181,19 +135,20 @@ static json_t *get_rows(const char *path, size_t n)
 START_TEST(test_seeded)
 {
     json_decref(get_json("/db")); /* the schema is there once a request has been served */
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM world"), 10000);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM world WHERE id BETWEEN 1 AND 10000 AND "
-                              "randomnumber BETWEEN 1 AND 10000"),
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM world"), 10000);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM world WHERE id BETWEEN 1 AND 10000 AND "
+                                    "randomnumber BETWEEN 1 AND 10000"),
                      10000);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM fortune"), 12);
-    ck_assert_int_eq(sql_long("SELECT (count(DISTINCT randomnumber) > 5000)::int FROM world"), 1);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM fortune"), 12);
+    ck_assert_int_eq(client_pg_long("SELECT (count(DISTINCT randomnumber) > 5000)::int FROM world"),
+                     1);
     sq_test_host *second = start_bench();
     sq_test_res *res = client_req(second, "GET", "/fortunes", NULL, NULL, 0);
     ck_assert_int_eq(res->status, 200);
     sq_test_res_free(res);
     sq_test_stop(second);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM world"), 10000);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM fortune"), 12);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM world"), 10000);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM fortune"), 12);
 }
 END_TEST
 
@@ -222,7 +177,8 @@ START_TEST(test_db)
         ck_assert_msg(strncmp(res->body, "{\"id\":", 6) == 0, "%s", res->body);
         char sql[128];
         snprintf(sql, sizeof(sql), "SELECT randomnumber FROM world WHERE id = %ld", ids[i]);
-        ck_assert_int_eq(sql_long(sql), json_integer_value(json_object_get(row, "randomNumber")));
+        ck_assert_int_eq(client_pg_long(sql),
+                         json_integer_value(json_object_get(row, "randomNumber")));
         json_decref(row);
         sq_test_res_free(res);
         int seen = 0;
@@ -269,7 +225,7 @@ START_TEST(test_fortunes)
         ck_assert_uint_eq(res->body_len, strlen(FORTUNES_HTML));
         sq_test_res_free(res);
     }
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM fortune"), 12);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM fortune"), 12);
 }
 END_TEST
 
@@ -286,7 +242,7 @@ START_TEST(test_updates_persist)
         {"/updates?queries=20", 20},
         {"/updates?queries=501", 500},
     };
-    PGconn *c = sql_connect();
+    PGconn *c = client_pg_connect(NULL);
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *rows = get_rows(cases[i].path, cases[i].n);
@@ -295,7 +251,7 @@ START_TEST(test_updates_persist)
             long id = (long)json_integer_value(json_object_get(row, "id"));
             char sql[128];
             snprintf(sql, sizeof(sql), "SELECT randomnumber FROM world WHERE id = %ld", id);
-            char *v = sql_on(c, sql);
+            char *v = client_pg_value(c, sql);
             ck_assert_int_eq(atol(v), json_integer_value(json_object_get(row, "randomNumber")));
             free(v);
             for (size_t j = 0; j < k; j++)
@@ -328,9 +284,9 @@ START_TEST(test_updates_concurrent)
     }
     for (int i = 0; i < NCONC; i++)
         client_close(cs[i]);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM world"), 10000);
-    ck_assert_int_eq(sql_long("SELECT deadlocks FROM pg_stat_database "
-                              "WHERE datname = current_database()"),
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM world"), 10000);
+    ck_assert_int_eq(client_pg_long("SELECT deadlocks FROM pg_stat_database "
+                                    "WHERE datname = current_database()"),
                      0);
 }
 END_TEST
@@ -343,12 +299,12 @@ START_TEST(test_wait_for_schema)
     const char *paths[] = {"/db", "/queries?queries=3", "/fortunes", "/updates?queries=2"};
     struct client_conn *cs[4];
     struct client_res res[4];
-    PGconn *lock = sql_connect();
+    PGconn *lock = client_pg_connect(NULL);
 
     sq_test_stop(host);
     host = NULL;
-    free(sql_on(lock, "DROP TABLE IF EXISTS world, fortune"));
-    free(sql_on(lock, "SELECT pg_advisory_lock(" BENCH_LOCK ")"));
+    free(client_pg_value(lock, "DROP TABLE IF EXISTS world, fortune"));
+    free(client_pg_value(lock, "SELECT pg_advisory_lock(" BENCH_LOCK ")"));
     host = start_bench();
     for (int i = 0; i < 4; i++) {
         char req[128];
@@ -360,8 +316,8 @@ START_TEST(test_wait_for_schema)
     client_sleep_ms(300);
     for (int i = 0; i < 4; i++) /* nothing has come back: they wait */
         ck_assert_int_eq(client_fill(cs[i], 0), -1);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM pg_tables WHERE tablename = 'world'"), 0);
-    free(sql_on(lock, "SELECT pg_advisory_unlock(" BENCH_LOCK ")"));
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM pg_tables WHERE tablename = 'world'"), 0);
+    free(client_pg_value(lock, "SELECT pg_advisory_unlock(" BENCH_LOCK ")"));
     PQfinish(lock);
     for (int i = 0; i < 4; i++) {
         ck_assert_msg(client_read_reply(cs[i], &res[i], false, T_MS) == 0, "no reply on %d", i);
@@ -369,7 +325,7 @@ START_TEST(test_wait_for_schema)
         client_res_free(&res[i]);
         client_close(cs[i]);
     }
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM world"), 10000);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM world"), 10000);
 }
 END_TEST
 
@@ -392,28 +348,10 @@ static Suite *bench_suite(void)
     return s;
 }
 
-static int cluster_start(void)
-{
-    char err[1024] = "mkdtemp failed";
-
-    snprintf(pgdir, sizeof(pgdir), "/tmp/squall-check-bench-XXXXXX");
-    if (!mkdtemp(pgdir) || !(cluster = pgembed_start(pgdir, err, sizeof(err)))) {
-        fprintf(stderr, "check_bench: cannot start PostgreSQL in %s: %s\n", pgdir, err);
-        return -1;
-    }
-    snprintf(dsn, sizeof(dsn), "%s", pgembed_dsn(cluster));
-    return 0;
-}
-
 int main(void)
 {
-    char cmd[128];
-
     client_log_quiet();
-    int rc = cluster_start() == 0 ? check_run(bench_suite()) : EXIT_FAILURE;
-    pgembed_stop(cluster);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pgdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "check_bench: cannot remove %s\n", pgdir);
+    int rc = client_pg_start("check-bench") ? check_run(bench_suite()) : EXIT_FAILURE;
+    client_pg_stop();
     return rc;
 }

@@ -104,12 +104,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    char cmd[128];
-
     client_proc_free(&proc);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", dir);
+    client_rmdir(dir);
 }
 
 /* A plugin added, then remounted, then given a middleware setting, then removed. */

@@ -21,7 +21,6 @@
 
 #include "../check_main.h"
 #include "client.h"
-#include "pgembed.h"
 #include "squall_test.h"
 
 #define NCONC 20   /* requests sent at once on separate connections */
@@ -811,75 +810,17 @@ END_TEST
 
 #define USERS_LOCK "7372657375" /* the advisory lock key users.c takes to create its table */
 
-static char pgdir[64];
-static char pgdsn[512];
-static struct pgembed *cluster;
+static const char *pgdsn; /* the cluster's, once started */
 
 static void cluster_setup(void)
 {
-    char err[1024] = "mkdtemp failed";
-
-    snprintf(pgdir, sizeof(pgdir), "/tmp/squall-check-examples-XXXXXX");
-    if (!mkdtemp(pgdir) || !(cluster = pgembed_start(pgdir, err, sizeof(err)))) {
-        fprintf(stderr, "check_examples: cannot start PostgreSQL in %s: %s\n", pgdir, err);
-        return; /* the tests fail, saying so */
-    }
-    snprintf(pgdsn, sizeof(pgdsn), "%s", pgembed_dsn(cluster));
+    pgdsn = client_pg_start("check-examples"); /* else the tests fail, saying so */
 }
 
 static void cluster_teardown(void)
 {
-    char cmd[128];
-
-    pgembed_stop(cluster);
-    cluster = NULL;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pgdir);
-    if (pgdir[0] && system(cmd) != 0)
-        fprintf(stderr, "check_examples: cannot remove %s\n", pgdir);
-}
-
-static void notice_ignore(void *arg, const char *message)
-{
-}
-
-/* A connection of the test's own to the cluster (dbname overrides the DSN's when not NULL). */
-static PGconn *sql_connect(const char *dbname)
-{
-    char dsn[600];
-
-    ck_assert_msg(cluster, "no PostgreSQL cluster (see the log above)");
-    snprintf(dsn, sizeof(dsn), "%s%s%s", pgdsn, dbname ? " dbname=" : "", dbname ? dbname : "");
-    PGconn *c = PQconnectdb(dsn);
-    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
-    PQsetNoticeProcessor(c, notice_ignore, NULL); /* "table does not exist, skipping" */
-    return c;
-}
-
-/* Runs sql on c; fails the test on an error. Returns the first value (the caller frees it)
-   or NULL when there is none. */
-static char *sql_on(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    char *v = NULL;
-
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK,
-                  "%s: %s", sql, PQresultErrorMessage(r));
-    if (PQntuples(r) > 0 && PQnfields(r) > 0)
-        v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
-
-/* sql on a new connection; its first value as a number (-1 when none). */
-static long sql_long(const char *sql)
-{
-    PGconn *c = sql_connect(NULL);
-    char *v = sql_on(c, sql);
-    long n = v ? atol(v) : -1;
-
-    free(v);
-    PQfinish(c);
-    return n;
+    client_pg_stop();
+    pgdsn = NULL;
 }
 
 /* Starts a host serving users against the cluster (or the database dbname when not NULL). */
@@ -887,11 +828,12 @@ static sq_test_host *start_users(const char *dbname)
 {
     char extra[1024], conf[PATH_MAX + 1280];
 
-    ck_assert_msg(cluster, "no PostgreSQL cluster (see the log above)");
+    ck_assert_msg(pgdsn, "no PostgreSQL cluster (see the log above)");
     if (dbname)
         snprintf(extra, sizeof(extra), "[database]\ndsn = \"%s dbname=%s\"\n", pgdsn, dbname);
     else
-        snprintf(extra, sizeof(extra), "[database]\ndsn = embedded\nembedded_dir = %s\n", pgdir);
+        snprintf(extra, sizeof(extra), "[database]\ndsn = embedded\nembedded_dir = %s\n",
+                 client_pg_dir());
     int n = snprintf(conf, sizeof(conf), "%s", extra);
     example_conf("users", NULL, conf + n, sizeof(conf) - (size_t)n);
     sq_test_host *h = sq_test_start(conf);
@@ -901,7 +843,7 @@ static sq_test_host *start_users(const char *dbname)
 
 static void setup_users(void)
 {
-    sql_long("DROP TABLE IF EXISTS users");
+    client_pg_long("DROP TABLE IF EXISTS users");
     host = start_users(NULL);
 }
 
@@ -949,7 +891,7 @@ static void expect_email_rows(const char *email, long n)
     char sql[256];
 
     snprintf(sql, sizeof(sql), "SELECT count(*) FROM users WHERE email = '%s'", email);
-    ck_assert_int_eq(sql_long(sql), n);
+    ck_assert_int_eq(client_pg_long(sql), n);
 }
 
 START_TEST(test_users_crud)
@@ -973,7 +915,7 @@ START_TEST(test_users_crud)
              ada, bob);
     ck_assert_str_eq(body, want);
     free(body);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM users WHERE active"), 2);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM users WHERE active"), 2);
 }
 END_TEST
 
@@ -985,7 +927,7 @@ START_TEST(test_users_inactive)
     char sql[128], path[64], want[256];
 
     snprintf(sql, sizeof(sql), "UPDATE users SET active = false WHERE id = %ld", eve);
-    sql_long(sql);
+    client_pg_long(sql);
     char *body = get_body("/users", 200);
     snprintf(want, sizeof(want),
              "{\"users\":[{\"id\":%ld,\"name\":\"Ada\",\"email\":\"ada@example.org\"}]}", ada);
@@ -1048,8 +990,7 @@ START_TEST(test_users_bad_input)
         ck_assert_msg(strcmp(res->body, want) == 0, "%s: %s", bad[i].body, res->body);
         sq_test_res_free(res);
     }
-    const char *not_json[] = {"",         "{\"name\":",
-                              "not json", "{\"name\":\"Ada\"} x",
+    const char *not_json[] = {"", "{\"name\":", "not json", "{\"name\":\"Ada\"} x",
                               "{\"name\":\"A\\u0000da\",\"email\":\"a@b\"}"};
     for (size_t i = 0; i < sizeof(not_json) / sizeof(not_json[0]); i++) {
         sq_test_res *res = post_users(not_json[i]);
@@ -1068,7 +1009,7 @@ START_TEST(test_users_bad_input)
     char *list = get_body("/users", 200); /* refusing needs no table: it may not exist yet */
     ck_assert_str_eq(list, "{\"users\":[]}");
     free(list);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), 0);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM users"), 0);
     big[200] = '\0'; /* 200 bytes: fine */
     snprintf(body, sizeof(body), "%s@example.org", big + 190);
     create_user(big, body);
@@ -1082,7 +1023,7 @@ START_TEST(test_users_duplicate_409)
     client_assert_json_error(res, 409, "{\"error\":\"email already exists\"}");
     sq_test_res_free(res);
     expect_email_rows("ada@example.org", 1);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM users WHERE name = 'Ada 2'"), 0);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM users WHERE name = 'Ada 2'"), 0);
     create_user("Ada", "ADA@example.org"); /* another address */
 }
 END_TEST
@@ -1104,10 +1045,11 @@ START_TEST(test_users_rollback)
         client_assert_json_error(res, 409, "{\"error\":\"email already exists\"}");
         sq_test_res_free(res);
     }
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), 1);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              "'squall' AND state LIKE 'idle in transaction%'"),
-                     0);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM users"), 1);
+    ck_assert_int_eq(
+        client_pg_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                       "'squall' AND state LIKE 'idle in transaction%'"),
+        0);
     sq_test_res *res = post_users("[{\"name\":\"Bob\",\"email\":\"bob@example.org\"},"
                                   "{\"name\":\"Cy\",\"email\":\"cy@example.org\"}]");
     ck_assert_msg(res->status == 201, "%d %s", res->status, res->body);
@@ -1118,7 +1060,7 @@ START_TEST(test_users_rollback)
                      json_integer_value(json_array_get(ids, 1)));
     json_decref(j);
     sq_test_res_free(res);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), 3);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM users"), 3);
 }
 END_TEST
 
@@ -1164,7 +1106,7 @@ START_TEST(test_users_concurrent_posts)
             ck_assert_int_ne(ids[k], ids[i]);
         client_res_free(&res[i]);
     }
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), NCONC);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM users"), NCONC);
 
     for (size_t i = 0; i < NCONC; i++) {
         snprintf(bodies[i], sizeof(bodies[i]), "{\"name\":\"V%zu\",\"email\":\"same@example.org\"}",
@@ -1197,12 +1139,12 @@ START_TEST(test_users_wait_for_schema)
         post_req("/users", "{\"name\":\"Bob\",\"email\":\"bob@example.org\"}", reqs[1], 512),
     };
     struct client_conn *cs[4];
-    PGconn *lock = sql_connect(NULL);
+    PGconn *lock = client_pg_connect(NULL);
 
     sq_test_stop(host); /* the fixture's host made the table already */
     host = NULL;
-    sql_long("DROP TABLE IF EXISTS users");
-    free(sql_on(lock, "SELECT pg_advisory_lock(" USERS_LOCK ")"));
+    client_pg_long("DROP TABLE IF EXISTS users");
+    free(client_pg_value(lock, "SELECT pg_advisory_lock(" USERS_LOCK ")"));
     host = start_users(NULL);
     for (int i = 0; i < 4; i++) {
         cs[i] = client_open(sq_test_port(host));
@@ -1212,8 +1154,8 @@ START_TEST(test_users_wait_for_schema)
     client_sleep_ms(300);
     for (int i = 0; i < 4; i++) /* nothing has come back: they wait */
         ck_assert_int_eq(client_fill(cs[i], 0), -1);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM pg_tables WHERE tablename = 'users'"), 0);
-    free(sql_on(lock, "SELECT pg_advisory_unlock(" USERS_LOCK ")"));
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM pg_tables WHERE tablename = 'users'"), 0);
+    free(client_pg_value(lock, "SELECT pg_advisory_unlock(" USERS_LOCK ")"));
     PQfinish(lock);
     for (int i = 0; i < 4; i++) {
         ck_assert_msg(client_read_reply(cs[i], &res[i], false, T_MS) == 0, "no reply on %d", i);
@@ -1226,7 +1168,7 @@ START_TEST(test_users_wait_for_schema)
     ck_assert_msg(res[3].status == 201, "%d %s", res[3].status, res[3].body);
     for (int i = 0; i < 4; i++)
         client_res_free(&res[i]);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM users"), 2);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM users"), 2);
 }
 END_TEST
 
@@ -1234,18 +1176,18 @@ END_TEST
    503, and once it is there the next request creates the table and succeeds. */
 START_TEST(test_users_database_late)
 {
-    PGconn *admin = sql_connect(NULL);
+    PGconn *admin = client_pg_connect(NULL);
 
     sq_test_stop(host);
     host = NULL;
-    free(sql_on(admin, "DROP DATABASE IF EXISTS users_late"));
+    free(client_pg_value(admin, "DROP DATABASE IF EXISTS users_late"));
     host = start_users("users_late");
     for (int i = 0; i < 2; i++) {
         sq_test_res *res = client_req(host, "GET", "/users", NULL, NULL, 0);
         ck_assert_msg(res->status == 503, "%d %s", res->status, res->body);
         sq_test_res_free(res);
     }
-    free(sql_on(admin, "CREATE DATABASE users_late"));
+    free(client_pg_value(admin, "CREATE DATABASE users_late"));
     int status = 0;
     for (int i = 0; i < 100 && status != 201; i++) { /* the pool retries after a backoff */
         sq_test_res *res = post_users("{\"name\":\"Ada\",\"email\":\"ada@example.org\"}");
@@ -1258,7 +1200,7 @@ START_TEST(test_users_database_late)
     ck_assert_int_eq(status, 201);
     sq_test_stop(host);
     host = NULL;
-    free(sql_on(admin, "DROP DATABASE users_late"));
+    free(client_pg_value(admin, "DROP DATABASE users_late"));
     PQfinish(admin);
 }
 END_TEST

@@ -21,51 +21,21 @@
 
 #include "../check_main.h"
 #include "client.h"
-#include "pgembed.h"
 #include "squall_test.h"
 
 #define T_REPLY 5000 /* ms: waiting for a reply that should come */
 
-static char pgdir[64];
-static char dsn[512];
-static struct pgembed *cluster;
+static const char *dsn; /* the shared cluster's (client_pg_start) */
 static sq_test_host *host;
 
 /* ---- The cluster, seen from the test ---- */
-
-/* Runs sql on a connection of the test's own; the first value of the first row (the caller
-   frees it), or NULL when there is none. Fails the test on an error. */
-static char *sql_value(const char *sql)
-{
-    PGconn *c = PQconnectdb(dsn);
-    char *v = NULL;
-
-    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
-    PGresult *r = PQexec(c, sql);
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK,
-                  "%s: %s", sql, PQresultErrorMessage(r));
-    if (PQntuples(r) > 0 && PQnfields(r) > 0)
-        v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    PQfinish(c);
-    return v;
-}
-
-static long sql_long(const char *sql)
-{
-    char *v = sql_value(sql);
-    long n = v ? atol(v) : -1;
-
-    free(v);
-    return n;
-}
 
 /* Ends every session of the hosts (application_name squall): what a crash of their server
    processes looks like to them. Returns how many there were. */
 static long terminate_hosts_sessions(void)
 {
-    return sql_long("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = 'squall'");
+    return client_pg_long("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE application_name = 'squall'");
 }
 
 /* Runs pg_ctl args... on the cluster (as postgres when root, as pgembed runs it). */
@@ -77,12 +47,12 @@ static void pg_ctl(const char *action)
 
     if (glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0 && g.gl_pathc > 0)
         prog = g.gl_pathv[g.gl_pathc - 1];
-    snprintf(data, sizeof(data), "%s/data", pgdir);
+    snprintf(data, sizeof(data), "%s/data", client_pg_dir());
     snprintf(cmd, sizeof(cmd), "%s %s %s -w -s -D %s -m fast -l %s/postgres.log >/dev/null",
-             getuid() == 0 ? "runuser -u postgres --" : "", prog, action, data, pgdir);
+             getuid() == 0 ? "runuser -u postgres --" : "", prog, action, data, client_pg_dir());
     if (strcmp(action, "start") == 0) /* -m is for stopping only */
         snprintf(cmd, sizeof(cmd), "%s %s start -w -s -D %s -l %s/postgres.log >/dev/null",
-                 getuid() == 0 ? "runuser -u postgres --" : "", prog, data, pgdir);
+                 getuid() == 0 ? "runuser -u postgres --" : "", prog, data, client_pg_dir());
     int rc = system(cmd);
     if (g.gl_pathc > 0)
         globfree(&g);
@@ -238,8 +208,8 @@ START_TEST(test_injection_stays_data)
     ck_assert(json_is_integer(json_object_get(json_array_get(rows, 0), "id")));
     json_decref(rows);
     sq_test_res_free(res);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM users WHERE name = "
-                              "'''; DROP TABLE users; --'"),
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM users WHERE name = "
+                                    "'''; DROP TABLE users; --'"),
                      1);
 }
 END_TEST
@@ -325,7 +295,7 @@ START_TEST(test_embedded_dsn)
 {
     char db[256];
 
-    snprintf(db, sizeof(db), "dsn = embedded\nembedded_dir = %s\n", pgdir);
+    snprintf(db, sizeof(db), "dsn = embedded\nembedded_dir = %s\n", client_pg_dir());
     start(db, NULL);
     sq_test_res *res = get("/sleep?s=0");
     expect_status(res, 200);
@@ -359,7 +329,7 @@ START_TEST(test_transactions)
     expect_status(res, 200);
     sq_test_res_free(res);
     ck_assert_int_eq(items_count(4), 1);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM items WHERE id IN (1, 2, 3, 4)"), 1);
+    ck_assert_int_eq(client_pg_long("SELECT count(*) FROM items WHERE id IN (1, 2, 3, 4)"), 1);
 }
 END_TEST
 
@@ -372,18 +342,20 @@ START_TEST(test_disconnect_rolls_back)
     ck_assert_int_eq(client_send_str(c, "POST /tx?id=10&mode=sleep HTTP/1.1\r\nHost: t\r\n"
                                         "Content-Length: 0\r\n\r\n"),
                      0);
-    for (int i = 0; i < 100 && sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
-                                        "query = 'SELECT pg_sleep(10)' AND state = 'active'") == 0;
+    for (int i = 0;
+         i < 100 && client_pg_long("SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "query = 'SELECT pg_sleep(10)' AND state = 'active'") == 0;
          i++)
         client_sleep_ms(20);
     int64_t t0 = client_now_ms();
     client_close(c);
     ck_assert_int_eq(items_count(10), 0);
     ck_assert_int_lt(client_now_ms() - t0, 2000);
-    ck_assert_int_eq(sql_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              "'squall' AND (state <> 'idle' OR query LIKE '%pg_sleep(10)%' "
-                              "AND state = 'active')"),
-                     0);
+    ck_assert_int_eq(
+        client_pg_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                       "'squall' AND (state <> 'idle' OR query LIKE '%pg_sleep(10)%' "
+                       "AND state = 'active')"),
+        0);
 }
 END_TEST
 
@@ -396,8 +368,9 @@ START_TEST(test_pool_exhausted)
 
     start_db("pool_size = 2\npool_wait_timeout = 200ms", NULL);
     struct client_conn *a = send_get("/sleep?s=1"), *b = send_get("/sleep?s=1");
-    for (int i = 0; i < 100 && sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
-                                        "query = 'SELECT pg_sleep($1)' AND state = 'active'") < 2;
+    for (int i = 0;
+         i < 100 && client_pg_long("SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "query = 'SELECT pg_sleep($1)' AND state = 'active'") < 2;
          i++)
         client_sleep_ms(20);
     int64_t t0 = client_now_ms();
@@ -437,9 +410,10 @@ START_TEST(test_many_requests_few_connections)
     }
     for (int i = 0; i < N; i++)
         client_close(cs[i]);
-    ck_assert_int_le(sql_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                              "'squall'"),
-                     3);
+    ck_assert_int_le(
+        client_pg_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                       "'squall'"),
+        3);
 }
 END_TEST
 
@@ -491,8 +465,9 @@ START_TEST(test_backoff_then_connect)
     ck_assert_msg(PQstatus(admin) == CONNECTION_OK, "%s", PQerrorMessage(admin));
     start_db("pool_size = 2\npool_wait_timeout = 5s", NULL);
     struct client_conn *busy = send_get("/sleep?s=2");
-    for (int i = 0; i < 100 && sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
-                                        "query = 'SELECT pg_sleep($1)' AND state = 'active'") < 1;
+    for (int i = 0;
+         i < 100 && client_pg_long("SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "query = 'SELECT pg_sleep($1)' AND state = 'active'") < 1;
          i++)
         client_sleep_ms(10);
     PQclear(PQexec(admin, "ALTER DATABASE postgres ALLOW_CONNECTIONS false"));
@@ -532,8 +507,8 @@ START_TEST(test_timeout_cancels_query)
     client_res_free(&res);
     long running = -1;
     for (int i = 0; i < 50; i++) {
-        running = sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
-                           "query = 'SELECT pg_sleep(10)' AND state = 'active'");
+        running = client_pg_long("SELECT count(*) FROM pg_stat_activity WHERE "
+                                 "query = 'SELECT pg_sleep(10)' AND state = 'active'");
         if (running == 0)
             break;
         client_sleep_ms(20);
@@ -558,8 +533,9 @@ START_TEST(test_sessions_killed_under_load)
     start_db("pool_size = 4", NULL);
     for (int i = 0; i < N; i++)
         cs[i] = send_get("/sleep?s=0.5");
-    for (int i = 0; i < 100 && sql_long("SELECT count(*) FROM pg_stat_activity WHERE "
-                                        "query = 'SELECT pg_sleep($1)' AND state = 'active'") < 4;
+    for (int i = 0;
+         i < 100 && client_pg_long("SELECT count(*) FROM pg_stat_activity WHERE "
+                                   "query = 'SELECT pg_sleep($1)' AND state = 'active'") < 4;
          i++)
         client_sleep_ms(10);
     ck_assert_int_ge(terminate_hosts_sessions(), 4);
@@ -683,14 +659,8 @@ static Suite *pg_suite(void)
 /* The shared cluster and its tables. */
 static int cluster_start(void)
 {
-    char err[1024] = "mkdtemp failed";
-
-    snprintf(pgdir, sizeof(pgdir), "/tmp/squall-check-pg-XXXXXX");
-    if (!mkdtemp(pgdir) || !(cluster = pgembed_start(pgdir, err, sizeof(err)))) {
-        fprintf(stderr, "check_pg: cannot start PostgreSQL in %s: %s\n", pgdir, err);
+    if (!(dsn = client_pg_start("check-pg")))
         return -1;
-    }
-    snprintf(dsn, sizeof(dsn), "%s", pgembed_dsn(cluster));
     PGconn *c = PQconnectdb(dsn);
     PGresult *r = PQexec(c, "CREATE TABLE users (id serial PRIMARY KEY, name text UNIQUE NOT "
                             "NULL); CREATE TABLE items (id int PRIMARY KEY)");
@@ -704,13 +674,8 @@ static int cluster_start(void)
 
 int main(void)
 {
-    char cmd[128];
-
     client_log_quiet();
     int rc = cluster_start() == 0 ? check_run(pg_suite()) : EXIT_FAILURE;
-    pgembed_stop(cluster);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pgdir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "check_pg: cannot remove %s\n", pgdir);
+    client_pg_stop();
     return rc;
 }

@@ -121,11 +121,7 @@ static void base_setup(void)
 
 static void base_teardown(void)
 {
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
-    if (base[0] && system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", base);
+    client_rmdir(base);
 }
 
 static void setup(void)
@@ -140,25 +136,11 @@ static void setup(void)
    0 without a sanitizer's report; then its folder. */
 static void teardown(void)
 {
-    char cmd[128], *err = NULL;
-    bool running = h.spawned && !h.proc.exited && h.proc.pid > 0;
-    int st = -1;
+    char *why = h.spawned ? client_proc_end(&h.proc, 8000) : NULL;
 
-    if (h.spawned) {
-        if (running)
-            kill(h.proc.pid, SIGTERM);
-        st = client_proc_wait(&h.proc, 8000);
-        err = client_proc_stderr(&h.proc);
-        client_proc_free(&h.proc);
-        h.spawned = false;
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", h.dir);
-    if (h.dir[0] && system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", h.dir);
-    ck_assert_msg(!running || (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0),
-                  "the host ended with wait status %#x:\n%s", st, err);
-    ck_assert_msg(!err || !strstr(err, "Sanitizer"), "the host's sanitizer said:\n%s", err);
-    free(err);
+    h.spawned = false;
+    client_rmdir(h.dir);
+    ck_assert_msg(!why, "%s", why);
 }
 
 /* Sends a signal to the host and notes when. */

@@ -166,11 +166,7 @@ static void base_setup(void)
 
 static void base_teardown(void)
 {
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
-    if (base[0] && system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", base);
+    client_rmdir(base);
 }
 
 static void setup(void)
@@ -193,25 +189,11 @@ static void setup(void)
    sanitizer's report (a leak makes LeakSanitizer's exit status); then its files and folder. */
 static void teardown(void)
 {
-    char cmd[128], *err = NULL;
-    bool running = rp.spawned && !rp.proc.exited && rp.proc.pid > 0;
-    int st = -1;
+    char *why = rp.spawned ? client_proc_end(&rp.proc, 5000) : NULL;
 
-    if (rp.spawned) {
-        if (running)
-            kill(rp.proc.pid, SIGTERM);
-        st = client_proc_wait(&rp.proc, 5000);
-        err = client_proc_stderr(&rp.proc);
-        client_proc_free(&rp.proc);
-        rp.spawned = false;
-    }
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", rp.dir);
-    if (rp.dir[0] && system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", rp.dir);
-    ck_assert_msg(!running || (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0),
-                  "the host ended with wait status %#x:\n%s", st, err);
-    ck_assert_msg(!err || !strstr(err, "Sanitizer"), "the host's sanitizer said:\n%s", err);
-    free(err);
+    rp.spawned = false;
+    client_rmdir(rp.dir);
+    ck_assert_msg(!why, "%s", why);
 }
 
 /* GET path on a new connection: the status, and the body copied to body. */

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "log.h" /* log_init: the in-process host logs at the level SQUALL_LOG sets */
+#include "pgembed.h"
 
 #define CLIENT_SEND_TIMEOUT_MS 5000
 #define SPAWN_READY_MS 10000
@@ -295,6 +296,36 @@ int client_proc_stop(struct client_proc *p)
         }
     }
     return p->exited ? p->status : -1;
+}
+
+char *client_proc_end(struct client_proc *p, int timeout_ms)
+{
+    bool running = !p->exited && p->pid > 0;
+    char *err, *why = NULL;
+
+    if (running)
+        kill(p->pid, SIGTERM);
+    int st = client_proc_wait(p, timeout_ms);
+    err = client_proc_stderr(p);
+    client_proc_free(p);
+    if (running && (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+        if (asprintf(&why, "the host ended with wait status %#x:\n%s", st, err) < 0)
+            why = NULL;
+    } else if (err && strstr(err, "Sanitizer")) {
+        if (asprintf(&why, "the host's sanitizer said:\n%s", err) < 0)
+            why = NULL;
+    }
+    free(err);
+    return why;
+}
+
+void client_rmdir(const char *dir)
+{
+    char cmd[PATH_MAX + 16];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (dir[0] && system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
 }
 
 void client_proc_free(struct client_proc *p)
@@ -886,4 +917,74 @@ void client_assert_json_error(const sq_test_res *res, int status, const char *bo
     ck_assert_int_eq(res->status, status);
     client_assert_header(res, "Content-Type", "application/json");
     ck_assert_str_eq(res->body, body);
+}
+
+/* ---- A test binary's PostgreSQL ---- */
+
+static struct pgembed *pg_cluster;
+static char pg_dir[64];
+
+const char *client_pg_start(const char *name)
+{
+    char err[1024] = "mkdtemp failed";
+
+    snprintf(pg_dir, sizeof(pg_dir), "/tmp/squall-%s-XXXXXX", name);
+    if (!mkdtemp(pg_dir) || !(pg_cluster = pgembed_start(pg_dir, err, sizeof(err)))) {
+        fprintf(stderr, "%s: cannot start PostgreSQL in %s: %s\n", name, pg_dir, err);
+        return NULL;
+    }
+    return pgembed_dsn(pg_cluster);
+}
+
+void client_pg_stop(void)
+{
+    pgembed_stop(pg_cluster);
+    pg_cluster = NULL;
+    client_rmdir(pg_dir);
+}
+
+const char *client_pg_dir(void)
+{
+    return pg_dir;
+}
+
+static void notice_ignore(void *arg, const char *message)
+{
+}
+
+PGconn *client_pg_connect(const char *dbname)
+{
+    char dsn[1024];
+
+    ck_assert_msg(pg_cluster, "no PostgreSQL cluster (see the log above)");
+    snprintf(dsn, sizeof(dsn), "%s%s%s", pgembed_dsn(pg_cluster), dbname ? " dbname=" : "",
+             dbname ? dbname : "");
+    PGconn *c = PQconnectdb(dsn);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
+    PQsetNoticeProcessor(c, notice_ignore, NULL);
+    return c;
+}
+
+char *client_pg_value(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    char *v = NULL;
+
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK,
+                  "%s: %s", sql, PQresultErrorMessage(r));
+    if (PQntuples(r) > 0 && PQnfields(r) > 0)
+        v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+long client_pg_long(const char *sql)
+{
+    PGconn *c = client_pg_connect(NULL);
+    char *v = client_pg_value(c, sql);
+    long n = v ? atol(v) : -1;
+
+    free(v);
+    PQfinish(c);
+    return n;
 }

@@ -24,6 +24,8 @@
 
 #include <check.h>
 
+#include <libpq-fe.h>
+
 #include "squall_test.h"
 
 /* ---- Paths and time ---- */
@@ -102,6 +104,17 @@ char *client_proc_stderr(const struct client_proc *p);
 
 /* Stops the process if needed and releases p's files (its stderr, the config file). */
 void client_proc_free(struct client_proc *p);
+
+/*
+ * Ends a host the test started itself: SIGTERM to p->pid (never to a guessed child), waits
+ * up to timeout_ms, and releases p. Returns NULL when a host that was running exited 0 and
+ * no sanitizer reported anything; else why, with its stderr (the caller frees it).
+ */
+char *client_proc_end(struct client_proc *p, int timeout_ms);
+
+/* Removes a test's temporary folder and all in it (nothing when dir is ""); a failure is
+   said on stderr. */
+void client_rmdir(const char *dir);
 
 /* utime + stime of pid in clock ticks (from /proc/PID/stat), or -1. */
 long client_cpu_ticks(pid_t pid);
@@ -296,5 +309,29 @@ void client_assert_header(const sq_test_res *res, const char *name, const char *
 /* Checks that res is a JSON error reply: status, Content-Type application/json, and body
    exactly (as a string: a body_len past an embedded NUL is not checked). */
 void client_assert_json_error(const sq_test_res *res, int status, const char *body);
+
+/* ---- A test binary's PostgreSQL ----
+ * One embedded cluster (framework/pgembed.c) per test binary, shared by its tests. */
+
+/* Starts it in a new /tmp/squall-<name>-XXXXXX. Its libpq conninfo (valid until
+   client_pg_stop), or NULL after saying why on stderr. */
+const char *client_pg_start(const char *name);
+
+/* Stops it and removes its folder. */
+void client_pg_stop(void);
+
+/* Its folder: what a host's `[database] dsn = embedded` takes as embedded_dir to share it. */
+const char *client_pg_dir(void);
+
+/* A connection of the test's own (dbname, when not NULL, instead of the conninfo's); fails
+   the test when it cannot connect. Notices ("... does not exist, skipping") are dropped. */
+PGconn *client_pg_connect(const char *dbname);
+
+/* Runs sql on c, failing the test on an error. The first value of the first row (the
+   caller frees it), or NULL when there is none. */
+char *client_pg_value(PGconn *c, const char *sql);
+
+/* client_pg_value on a connection of its own, as a number: -1 when there is no value. */
+long client_pg_long(const char *sql);
 
 #endif
