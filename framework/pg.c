@@ -43,12 +43,6 @@
 #include "pg_private.h"
 #include "request.h"
 
-/* A coroutine waiting for a connection (on its stack). */
-struct pool_wait {
-    struct coro_wait w; /* first: the wait list hands out this */
-    struct pg_conn *conn;
-};
-
 __thread char pg_sqlstate[6];
 
 static void pool_conn_connected(struct pg_conn *c, const char *error);
@@ -330,9 +324,8 @@ static int pool_down(struct pg_pool *p, const char *what)
 }
 
 /* An idle connection, a new one, or one released by another coroutine, FIFO. */
-int pg_pool_acquire(struct pg_pool *p, struct pg_conn **out, const char *what)
+int pg_pool_acquire(struct pg_pool *p, struct pool_wait *pw, const char *what)
 {
-    struct pool_wait pw = {{0}};
     int64_t timeout = p->wait_timeout_ms ? (int64_t)p->wait_timeout_ms : -1;
 
     if (p->idle) {
@@ -340,7 +333,7 @@ int pg_pool_acquire(struct pg_pool *p, struct pg_conn **out, const char *what)
         LIST_UNLINK(p->idle, c, iprev, inext);
         event_del(&c->ev);
         c->state = PG_BUSY;
-        *out = c;
+        pw->conn = c;
         return 0;
     }
     p->nwaiters++;
@@ -349,11 +342,11 @@ int pg_pool_acquire(struct pg_pool *p, struct pg_conn **out, const char *what)
         p->nwaiters--;
         return pool_down(p, what);
     }
-    wait_list_push(&p->waiters, &pw.w);
-    int rc = coro_park(&pw.w, timeout, PG_WAKE_POOL_TIMEOUT);
+    wait_list_push(&p->waiters, &pw->w);
+    int rc = coro_park(&pw->w, timeout, PG_WAKE_POOL_TIMEOUT);
     p->nwaiters--;
     switch (rc) {
-    case 0: *out = pw.conn; return 0;
+    case 0: return 0;
     case PG_WAKE_DOWN: return pool_down(p, what);
     case PG_WAKE_POOL_TIMEOUT:
         coro_current()->unavailable = true;

@@ -27,6 +27,9 @@
 #define PG_BACKOFF_MIN_MS 50   /* after a failed connect... */
 #define PG_BACKOFF_MAX_MS 2000 /* ...doubling up to this */
 #define PG_DRAIN_MS 2000       /* for a cancelled run's connection to become idle again */
+#define PG_PIPE_MAX 16         /* coroutines sharing one pipeline, at most (pg_query.c)... */
+#define PG_PIPE_QUERIES 256    /* ...and queries, unless one coroutine has more */
+#define PG_QUICK_US 10000      /* a statement this quick last time may share a pipeline */
 
 /* What a park of the service may end with besides 0, SQ_ETIMEDOUT and SQ_ECANCELED. */
 enum {
@@ -42,8 +45,9 @@ struct pg_stmt {
     uint64_t hash;
     char *sql; /* malloc()ed */
     int nparams;
-    uint32_t id; /* prepared as "sq_<id>" */
-    bool ready;  /* the server confirmed it */
+    uint32_t id;     /* prepared as "sq_<id>" */
+    bool ready;      /* the server confirmed it */
+    uint32_t run_us; /* how long its latest run took; UINT32_MAX before the first */
 };
 
 struct pg_pool;
@@ -103,6 +107,21 @@ struct pg_pool {
     struct pg_listener listener;
 };
 
+struct pg_query;
+struct pg_pipe;
+
+/* A coroutine waiting for a connection (on its stack). One that waits to run queries outside
+   a transaction (q set) is a rider: a coroutine that gets a connection may take it into its
+   pipeline (pg_query.c) instead, setting pipe and part and waking it with 0. */
+struct pool_wait {
+    struct coro_wait w;   /* first: the wait list hands out this */
+    struct pg_conn *conn; /* the connection it got, or */
+    struct pg_pipe *pipe; /* the pipeline it rides in, as its part'th part */
+    int part;
+    struct pg_query *q; /* what it would run, or NULL */
+    int n;
+};
+
 /* SQLSTATE of this thread's last failed query (sq_pg_sqlstate). */
 extern __thread char pg_sqlstate[6];
 
@@ -134,10 +153,11 @@ void pg_conn_connect(struct pg_conn *c);
 /* Closes c and frees it (it must be on no list). */
 void pg_conn_destroy(struct pg_conn *c);
 
-/* Awaits a connection of p for the running coroutine. 0 with *out set (the caller's until
-   pg_pool_release), or SQ_E* with sq_errmsg() set (and the coroutine marked unavailable
-   when the pool could not serve). */
-int pg_pool_acquire(struct pg_pool *p, struct pg_conn **out, const char *what);
+/* Awaits a connection of p for the running coroutine, or (a rider) a place in another's
+   pipeline. 0 with pw->conn (the caller's until pg_pool_release) or pw->pipe set, or SQ_E*
+   with sq_errmsg() set (and the coroutine marked unavailable when the pool could not
+   serve). */
+int pg_pool_acquire(struct pg_pool *p, struct pool_wait *pw, const char *what);
 
 /* Gives c back: to the next waiter or the idle stack when it is clean, else closed. */
 void pg_pool_release(struct pg_conn *c);

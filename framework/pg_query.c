@@ -50,6 +50,7 @@ struct pg_query {
     const char *const *params;
     int nparams;
     bool unnamed;      /* never prepare it (BEGIN, COMMIT, ...) */
+    uint64_t hash;     /* of sql, once computed (0 before) */
     uint32_t stmt;     /* the prepared statement it runs; 0 = unnamed */
     bool prepare;      /* this run prepares it first */
     bool prepared;     /* ...and the server said yes */
@@ -87,7 +88,7 @@ static uint64_t sql_hash(const char *s)
 
     while (*s)
         h = (h ^ (unsigned char)*s++) * 1099511628211ull;
-    return h;
+    return h | 1; /* never 0: pg_query.hash's "not computed" */
 }
 
 static struct pg_stmt *stmt_by_id(struct pg_conn *c, uint32_t id)
@@ -111,28 +112,58 @@ void pg_stmts_clear(struct pg_conn *c)
         stmt_remove(c, &c->stmts[c->nstmts - 1]);
 }
 
+/* q's statement in c's cache, or NULL. */
+static struct pg_stmt *stmt_find(struct pg_conn *c, struct pg_query *q)
+{
+    if (!q->hash)
+        q->hash = sql_hash(q->sql);
+    for (int i = 0; i < c->nstmts; i++) {
+        struct pg_stmt *s = &c->stmts[i];
+        if (s->hash == q->hash && s->nparams == q->nparams && strcmp(s->sql, q->sql) == 0)
+            return s;
+    }
+    return NULL;
+}
+
 /* Picks q's statement: a cached one, a new one this run prepares, or none (unnamed). */
 static void stmt_choose(struct pg_conn *c, struct pg_query *q)
 {
-    uint64_t h = sql_hash(q->sql);
+    struct pg_stmt *s = q->unnamed ? NULL : stmt_find(c, q);
 
-    q->stmt = 0;
+    q->stmt = s ? s->id : 0;
     q->prepare = q->prepared = false;
-    if (q->unnamed)
+    if (s || q->unnamed)
         return;
-    for (int i = 0; i < c->nstmts; i++) {
-        struct pg_stmt *s = &c->stmts[i];
-        if (s->hash == h && s->nparams == q->nparams && strcmp(s->sql, q->sql) == 0) {
-            q->stmt = s->id;
-            return;
-        }
-    }
     char *copy = c->nstmts < PG_STMT_MAX ? strdup(q->sql) : NULL;
     if (!copy)
         return; /* the cache is full: run it unnamed */
-    c->stmts[c->nstmts++] = (struct pg_stmt){h, copy, q->nparams, ++c->next_id, false};
+    c->stmts[c->nstmts++] =
+        (struct pg_stmt){q->hash, copy, q->nparams, ++c->next_id, false, UINT32_MAX};
     q->stmt = c->next_id;
     q->prepare = true;
+}
+
+/* Records how long q's statement took, since since (loop us); returns now. */
+static uint64_t stmt_timed(struct pg_conn *c, const struct pg_query *q, uint64_t since)
+{
+    uint64_t now = pg_now_us(c->pool);
+    struct pg_stmt *s = q->stmt ? stmt_by_id(c, q->stmt) : NULL;
+
+    if (s)
+        s->run_us = now - since < UINT32_MAX ? (uint32_t)(now - since) : UINT32_MAX - 1;
+    return now;
+}
+
+/* Whether q[0..n) all ran quickly on c last time (a slow query in a shared pipeline would
+   hold up the queries behind it). */
+static bool stmts_quick(struct pg_conn *c, struct pg_query *q, int n)
+{
+    for (int k = 0; k < n; k++) {
+        const struct pg_stmt *s = q[k].unnamed ? NULL : stmt_find(c, &q[k]);
+        if (!s || s->run_us > PG_QUICK_US)
+            return false;
+    }
+    return true;
 }
 
 /* After a run: statements it prepared are ready, or forgotten when that failed or its
@@ -281,24 +312,34 @@ static int run_command(struct pg_run *run, PGresult **out)
     }
 }
 
-/* Reads up to and including the next sync. */
-static int run_sync(struct pg_run *run)
+/* Reads and drops results until only left syncs are outstanding. */
+static int run_skip(struct pg_run *run, int left)
 {
-    int syncs = run->c->syncs, nulls = 0;
+    struct pg_conn *c = run->c;
+    int syncs = c->syncs, nulls = 0;
     PGresult *r;
 
-    while (run->c->syncs == syncs) {
+    while (c->syncs > left) {
         int rc = run_next(run, &r);
         if (rc)
             return rc;
-        if (!r && ++nulls > 2) {
-            run->c->broken = true;
+        bool none = !r;
+        PQclear(r);
+        if (c->syncs != syncs)
+            syncs = c->syncs, nulls = 0;
+        else if (none && ++nulls > 2) { /* a query's segment holds two commands at most */
+            c->broken = true;
             snprintf(run->why, sizeof(run->why), "database protocol out of step");
             return SQ_EIO;
         }
-        PQclear(r);
     }
     return 0;
+}
+
+/* Reads up to and including the next sync. */
+static int run_sync(struct pg_run *run)
+{
+    return run_skip(run, run->c->syncs - 1);
 }
 
 /* Records the server's error r as q's. */
@@ -433,38 +474,6 @@ static void run_drain(struct pg_run *run)
     memcpy(run->why, why, sizeof(why));
 }
 
-/* Runs run->q[0..n) on run->c as one pipeline. Afterwards every query has its result or
-   its error. Returns 0; or SQ_ETIMEDOUT / SQ_ECANCELED / SQ_EIO when the run itself
-   failed (run->why says why), c drained or marked broken. */
-static int conn_run(struct pg_run *run)
-{
-    struct pg_conn *c = run->c;
-    int rc = 0;
-
-    for (int k = 0; k < run->n; k++) {
-        run->q[k].res = NULL;
-        run->q[k].error = NULL;
-        run->q[k].sqlstate[0] = '\0';
-    }
-    if (!PQenterPipelineMode(c->pg))
-        rc = run_lost(run, NULL);
-    for (int k = 0; k < run->n && rc == 0; k++)
-        rc = run_send_query(run, &run->q[k]);
-    if (rc == 0)
-        rc = run_flush(run);
-    for (int k = 0; k < run->n && rc == 0; k++)
-        rc = run_read_query(run, &run->q[k]);
-    if (rc && !c->broken)
-        run_drain(run);
-    if (!c->broken && !PQexitPipelineMode(c->pg))
-        c->broken = true;
-    stmts_settle(c, run->q, run->n);
-    for (int k = 0; rc && k < run->n; k++)
-        if (!run->q[k].res && !run->q[k].error)
-            run->q[k].error = arena_strndup(coro_arena(), run->why, strlen(run->why));
-    return rc;
-}
-
 /* When the server must have answered a run starting now: with a statement_timeout the
    server gives up first, so this only catches a dead network. 0 = no limit. */
 static uint64_t run_until(struct pg_pool *p)
@@ -472,6 +481,147 @@ static uint64_t run_until(struct pg_pool *p)
     if (!p->statement_timeout_ms)
         return 0;
     return pg_now_us(p) + (p->statement_timeout_ms + p->connect_timeout_ms) * 1000;
+}
+
+/* ---- Pipelines: the queries of one or more coroutines on one connection ---- */
+
+/* One coroutine's queries in a pipeline. */
+struct pg_part {
+    struct pg_query *q;    /* NULL once its coroutine has left the pipeline */
+    int n;
+    int end;               /* c->syncs once its results are read */
+    struct coro_wait *w;   /* its coroutine waiting for its turn, or NULL */
+};
+
+/* The parts' queries went out together; each part's coroutine reads its own results, in
+   turn, skipping what parts that left before their turn did not read. */
+struct pg_pipe {
+    struct pg_conn *c;
+    bool pooled;      /* the last reader gives c back to the pool (else c is a transaction's) */
+    bool lost;        /* c broke: the parts still waiting fail with why */
+    int nparts, turn; /* turn: the part whose results are read next */
+    int refs;         /* parts whose coroutine has not left yet (pooled: the last frees it) */
+    struct pg_part *part;
+    char why[256];
+};
+
+/* Sends every part's queries in pipeline mode, each followed by its own sync. */
+static int pipe_send(struct pg_pipe *pp, struct pg_run *run)
+{
+    struct pg_conn *c = pp->c;
+    int rc = PQenterPipelineMode(c->pg) ? 0 : run_lost(run, NULL);
+
+    for (int i = 0; i < pp->nparts; i++)
+        for (int k = 0; k < pp->part[i].n; k++) {
+            struct pg_query *q = &pp->part[i].q[k];
+            q->res = NULL;
+            q->error = NULL;
+            q->sqlstate[0] = '\0';
+            q->prepare = false;
+            if (rc == 0)
+                rc = run_send_query(run, q);
+        }
+    int left = c->syncs;
+    for (int i = 0; i < pp->nparts; i++)
+        pp->part[i].end = left -= pp->part[i].n;
+    return rc == 0 ? run_flush(run) : rc;
+}
+
+/* The part in turn is done (read, or left): the turn goes to the next part still there.
+   After the last, what parts that left did not read is cancelled and drained, and c leaves
+   pipeline mode (and goes back to the pool). When c broke, every part still there is told
+   at once. */
+static void pipe_pass(struct pg_pipe *pp, struct pg_run *run)
+{
+    struct pg_conn *c = pp->c;
+
+    if (c->broken && !pp->lost) {
+        pp->lost = true;
+        memcpy(pp->why, run->why, sizeof(pp->why));
+    }
+    while (++pp->turn < pp->nparts) {
+        struct pg_part *pt = &pp->part[pp->turn];
+        if (pt->q && pt->w)
+            coro_wake(pt->w, 0);
+        if (pt->q && !pp->lost)
+            return;
+    }
+    if (!c->broken && c->syncs > 0)
+        run_drain(run);
+    if (!c->broken && !PQexitPipelineMode(c->pg))
+        c->broken = true;
+    if (pp->pooled)
+        pg_pool_release(c);
+}
+
+/* Part i's coroutine waits for its turn. */
+static int part_wait(struct pg_pipe *pp, int i, struct pg_run *run)
+{
+    struct coro_wait w = {0};
+    int rc = 0;
+
+    if (!pp->lost && pp->turn != i) {
+        pp->part[i].w = &w;
+        rc = coro_park(&w, -1, 0);
+        pp->part[i].w = NULL;
+        if (rc)
+            return run_interrupted(run, rc);
+    }
+    if (pp->lost) {
+        memcpy(run->why, pp->why, sizeof(run->why));
+        return SQ_EIO;
+    }
+    return 0;
+}
+
+/* In its turn, reads part i's results, after what the parts before it left unread. */
+static int part_read(struct pg_pipe *pp, int i, struct pg_run *run)
+{
+    struct pg_part *pt = &pp->part[i];
+    int rc = run_flush(run); /* a reader that left may have left some unsent */
+
+    run->until = run_until(pp->c->pool);
+    if (rc == 0)
+        rc = run_skip(run, pt->end + pt->n);
+    uint64_t t = pg_now_us(pp->c->pool);
+    for (int k = 0; k < pt->n && rc == 0; k++) {
+        rc = run_read_query(run, &pt->q[k]);
+        t = stmt_timed(pp->c, &pt->q[k], t);
+    }
+    if (rc == 0 && pt->n == 1 && stmt_is_stale(&pt->q[0]))
+        pg_stmts_clear(pp->c);
+    return rc;
+}
+
+/* Part i's coroutine leaves the pipeline with rc, the result of its run: every query of the
+   part gets its result or an error, and the turn goes on if it was the part's. */
+static int part_leave(struct pg_pipe *pp, int i, struct pg_run *run, int rc)
+{
+    struct pg_part *pt = &pp->part[i];
+
+    if (!pp->lost) /* c is still the pipeline's */
+        stmts_settle(pp->c, pt->q, pt->n);
+    for (int k = 0; rc && k < pt->n; k++)
+        if (!pt->q[k].res && !pt->q[k].error)
+            pt->q[k].error = arena_strndup(coro_arena(), run->why, strlen(run->why));
+    pt->q = NULL;
+    if (pp->turn == i)
+        pipe_pass(pp, run);
+    if (--pp->refs == 0 && pp->pooled)
+        free(pp);
+    return rc;
+}
+
+/* Runs run->q[0..n) as one pipeline on run->c, a transaction's connection. Afterwards every
+   query has its result or its error. Returns 0; or SQ_ETIMEDOUT / SQ_ECANCELED / SQ_EIO
+   when the run itself failed (run->why says why), c drained or marked broken. */
+static int conn_run(struct pg_run *run)
+{
+    struct pg_part part = {.q = run->q, .n = run->n};
+    struct pg_pipe pp = {.c = run->c, .nparts = 1, .refs = 1, .part = &part};
+    int rc = pipe_send(&pp, run);
+
+    return part_leave(&pp, 0, run, rc ? rc : part_read(&pp, 0, run));
 }
 
 /* ---- Transactions ---- */
@@ -560,8 +710,10 @@ int sq_pg_begin(void)
         pg_fail("sq_pg_begin: a transaction is already open");
         return SQ_EINVAL;
     }
-    if ((rc = pg_pool_acquire(p, &c, "sq_pg_begin")))
+    struct pool_wait pw = {0}; /* no queries: a transaction waits for a connection of its own */
+    if ((rc = pg_pool_acquire(p, &pw, "sq_pg_begin")))
         return rc;
+    c = pw.conn;
     rc = conn_control(c, "BEGIN", run_until(p), &q);
     if (rc == 0 && q.error) {
         pg_fail("BEGIN: %s", q.error);
@@ -650,9 +802,65 @@ static void run_keep_results(struct pg_query *q, int n)
         }
 }
 
-/* Runs q[0..n) for the running coroutine: on its transaction's connection, or on one from
-   the pool. Returns 0 once every query has its result or error, else SQ_E* with sq_errmsg()
-   set (and the queries without a result carrying the same error). */
+/* The coroutine that got c runs its queries there in a pipeline, with those of riders
+   (pg_private.h) when the pool has no other connection coming: up to PG_PIPE_MAX-1 of the
+   coroutines waiting to run queries, up to PG_PIPE_QUERIES queries in all, when every query
+   is one that ran quickly (PG_QUICK_US) on c last time. One turnaround of the connection then serves them all
+   (one send, one wakeup of the server for many queries), which is what the pool's
+   throughput is made of when it is short. Each query keeps its own sync, so a rider's
+   queries are no less their own than on a connection of their own; but a rider waits for
+   the queries ahead of it, and one that was quick before may be slow this time. */
+static int pipe_lead(struct pg_conn *c, struct pg_run *run)
+{
+    struct pg_pool *p = c->pool;
+    bool share = p->nconns == p->size && !p->nconnecting && stmts_quick(c, run->q, run->n);
+    int max = share ? PG_PIPE_MAX : 1, nq = run->n;
+    struct pg_pipe *pp = xmalloc(sizeof(*pp) + sizeof(struct pg_part) * (size_t)max);
+
+    *pp = (struct pg_pipe){.c = c, .pooled = true, .part = (struct pg_part *)(pp + 1)};
+    pp->part[pp->nparts++] = (struct pg_part){.q = run->q, .n = run->n};
+    for (struct coro_wait *w = p->waiters.head, *next; w && pp->nparts < max; w = next) {
+        struct pool_wait *pw = (struct pool_wait *)w;
+        next = w->next;
+        if (!pw->q || nq + pw->n > PG_PIPE_QUERIES || !stmts_quick(c, pw->q, pw->n))
+            continue;
+        nq += pw->n;
+        pw->pipe = pp;
+        pw->part = pp->nparts;
+        pp->part[pp->nparts++] = (struct pg_part){.q = pw->q, .n = pw->n};
+        coro_wake(w, 0);
+    }
+    pp->refs = pp->nparts;
+    int rc = pipe_send(pp, run);
+    return part_leave(pp, 0, run, rc ? rc : part_read(pp, 0, run));
+}
+
+/* Runs q[0..n) for the running coroutine on a pool connection (its own, or another's
+   pipeline). */
+static int pool_run(struct pg_pool *p, struct pg_run *run, const char *what)
+{
+    struct pool_wait pw = {.q = run->q, .n = run->n};
+    int rc = pg_pool_acquire(p, &pw, what);
+
+    if (rc)
+        return rc;
+    if (pw.pipe) {
+        run->c = pw.pipe->c;
+        rc = part_wait(pw.pipe, pw.part, run);
+        return part_leave(pw.pipe, pw.part, run, rc ? rc : part_read(pw.pipe, pw.part, run));
+    }
+    if ((rc = coro_await_check())) { /* cancelled just as a connection came */
+        pg_pool_release(pw.conn);
+        snprintf(run->why, sizeof(run->why), "%s", rc == SQ_ETIMEDOUT ? "timed out" : "cancelled");
+        return rc;
+    }
+    run->c = pw.conn;
+    return pipe_lead(pw.conn, run);
+}
+
+/* Runs q[0..n) for the running coroutine: on its transaction's connection, or on the pool.
+   Returns 0 once every query has its result or error, else SQ_E* with sq_errmsg() set (and
+   the queries without a result carrying the same error). */
 static int pg_run(const char *what, struct pg_query *q, int n)
 {
     struct pg_pool *p = pg_pool_current(what);
@@ -675,24 +883,20 @@ static int pg_run(const char *what, struct pg_query *q, int n)
         co->unavailable = true;
         return SQ_EIO;
     }
-    if (!tx && (rc = pg_pool_acquire(p, &run.c, what)))
-        return rc;
-    if (!tx && (rc = coro_await_check())) { /* cancelled just as a connection came */
-        pg_pool_release(run.c);
-        pg_fail("%s: %s", what, rc == SQ_ETIMEDOUT ? "timed out" : "cancelled");
-        return rc;
-    }
-    run.until = run_until(p);
-    rc = conn_run(&run);
-    if (rc == 0 && n == 1 && stmt_is_stale(&q[0])) {
-        pg_stmts_clear(run.c);
-        if (!tx) /* in a transaction the failure has aborted it: no second try */
+    for (int tries = 0; tries < 2; tries++) {
+        if (tx) {
             rc = conn_run(&run);
+            if (run.c->broken) {
+                tx->conn = NULL;
+                pg_pool_release(run.c);
+            }
+        } else if ((rc = pool_run(p, &run, what)) && !run.why[0])
+            return rc; /* no connection: sq_errmsg() says why */
+        /* a statement the server no longer knows: once more, but in a transaction the
+           failure has aborted it */
+        if (rc || n > 1 || tx || !stmt_is_stale(&q[0]))
+            break;
     }
-    if (tx && run.c->broken)
-        tx->conn = NULL;
-    if (!tx || run.c->broken)
-        pg_pool_release(run.c);
     if (rc == SQ_EIO)
         co->unavailable = true;
     if (rc)

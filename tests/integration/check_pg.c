@@ -522,6 +522,161 @@ START_TEST(test_timeout_cancels_query)
 }
 END_TEST
 
+/* ---- Shared pipelines: queries of several requests on one connection ---- */
+
+/* Waits until the server runs query (pg_stat_activity's text) n times at once. */
+static void wait_running(const char *query, long n)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE query = '%s' AND state = 'active'",
+             query);
+    for (int i = 0; i < 200 && client_pg_long(sql) < n; i++)
+        client_sleep_ms(10);
+    ck_assert_int_ge(client_pg_long(sql), n);
+}
+
+/* A host with one connection that has run /echo's statement quickly, the connection held
+   by a 0.3 s sleep: the requests sent next queue behind it, and the first /echo to get the
+   connection takes the others along in its pipeline. Returns the sleep's client. */
+static struct client_conn *start_one_connection_busy(void)
+{
+    start_db("pool_size = 1", NULL);
+    sq_test_res *res = get("/echo?v=0");
+    expect_status(res, 200);
+    sq_test_res_free(res);
+    struct client_conn *hold = send_get("/sleep?s=0.3");
+    wait_running("SELECT pg_sleep($1)", 1);
+    return hold;
+}
+
+/* Reads c's reply, expects status (and, v given, {"v":"v"}), closes c. Returns ms since t0. */
+static int64_t expect_echo(struct client_conn *c, int status, const char *v, int64_t t0)
+{
+    struct client_res res;
+
+    ck_assert_int_eq(client_read_reply(c, &res, false, T_REPLY), 0);
+    int64_t ms = client_now_ms() - t0;
+    ck_assert_msg(res.status == status, "status %d, want %d: %s", res.status, status, res.body);
+    if (v) {
+        json_error_t e;
+        json_t *j = json_loads(res.body, 0, &e);
+        ck_assert_msg(j, "not JSON: %s", res.body);
+        ck_assert_str_eq(json_string_value(json_object_get(j, "v")), v);
+        json_decref(j);
+    }
+    client_res_free(&res);
+    client_close(c);
+    return ms;
+}
+
+static void expect_echo_now(const char *v)
+{
+    char path[64];
+
+    snprintf(path, sizeof(path), "/echo?v=%s", v);
+    expect_echo(send_get(path), 200, v, client_now_ms());
+}
+
+/* 24 requests queued on one connection share its pipelines; each gets its own result, and
+   the failing ones (not an integer) their own error only. */
+START_TEST(test_pipeline_own_results)
+{
+    enum { N = 24 };
+    struct client_conn *cs[N], *hold = start_one_connection_busy();
+    char path[64], v[16];
+
+    for (int i = 0; i < N; i++) {
+        snprintf(path, sizeof(path), i % 4 == 3 ? "/echo?v=x%d" : "/echo?v=%d", i);
+        cs[i] = send_get(path);
+    }
+    for (int i = 0; i < N; i++) {
+        struct client_res res;
+        if (i % 4 != 3) {
+            snprintf(v, sizeof(v), "%d", i);
+            expect_echo(cs[i], 200, v, 0);
+            continue;
+        }
+        ck_assert_int_eq(client_read_reply(cs[i], &res, false, T_REPLY), 0);
+        ck_assert_int_eq(res.status, 500);
+        ck_assert_str_eq(client_res_header(&res, "X-Sqlstate"), "22P02");
+        client_res_free(&res);
+        client_close(cs[i]);
+    }
+    expect_echo(hold, 200, NULL, 0);
+    expect_echo_now("99");
+}
+END_TEST
+
+/* A request whose deadline passes while it waits behind a query that is slow this time
+   gets its 408 at its deadline; the query ahead finishes, and the result of the one that
+   left does not reach anyone else. */
+START_TEST(test_pipeline_rider_deadline)
+{
+    struct client_conn *hold = start_one_connection_busy();
+    struct client_conn *lead = send_get("/echo?v=1&s=1");
+
+    client_sleep_ms(50);
+    int64_t t0 = client_now_ms();
+    int64_t ms = expect_echo(send_get("/echo_t?v=2"), 408, NULL, t0);
+    ck_assert_msg(ms >= 280 && ms < 700, "408 after %lld ms", (long long)ms);
+    expect_echo(hold, 200, NULL, 0);
+    ms = expect_echo(lead, 200, "1", t0);
+    ck_assert_msg(ms >= 900, "the slow query ended after %lld ms", (long long)ms);
+    expect_echo_now("3");
+}
+END_TEST
+
+/* The first request of a shared pipeline leaves at its deadline while its query is slow
+   this time: the requests behind it still get their own results. */
+START_TEST(test_pipeline_leader_deadline)
+{
+    struct client_conn *hold = start_one_connection_busy(), *cs[3];
+    int64_t t0 = client_now_ms();
+    struct client_conn *lead = send_get("/echo_t?v=1&s=1");
+    char path[64], v[16];
+
+    client_sleep_ms(50);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "/echo?v=%d", 10 + i);
+        cs[i] = send_get(path);
+    }
+    int64_t ms = expect_echo(lead, 408, NULL, t0);
+    ck_assert_msg(ms >= 280 && ms < 700, "408 after %lld ms", (long long)ms);
+    for (int i = 0; i < 3; i++) {
+        snprintf(v, sizeof(v), "%d", 10 + i);
+        expect_echo(cs[i], 200, v, 0);
+    }
+    expect_echo(hold, 200, NULL, 0);
+    expect_echo_now("4");
+}
+END_TEST
+
+/* The connection of a shared pipeline is lost: every request in it fails fast with 503,
+   and the next gets a new connection. */
+START_TEST(test_pipeline_connection_lost)
+{
+    struct client_conn *hold = start_one_connection_busy(), *cs[4];
+    char path[64];
+
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "/echo?v=%d&s=%d", i, i == 0 ? 2 : 0);
+        cs[i] = send_get(path);
+        client_sleep_ms(i == 0 ? 50 : 0);
+    }
+    expect_echo(hold, 200, NULL, 0);
+    wait_running("SELECT $1::int AS v, pg_sleep($2)", 1);
+    int64_t t0 = client_now_ms();
+    ck_assert_int_ge(terminate_hosts_sessions(), 1);
+    for (int i = 0; i < 4; i++) {
+        int64_t ms = expect_echo(cs[i], 503, NULL, t0);
+        ck_assert_msg(ms < 1000, "503 after %lld ms", (long long)ms);
+    }
+    expect_echo_now("5");
+}
+END_TEST
+
 /* Every server session killed under load: each request succeeds or fails fast with 503,
    none hangs, and the pool serves again with new connections. */
 START_TEST(test_sessions_killed_under_load)
@@ -650,6 +805,10 @@ static Suite *pg_suite(void)
     tcase_add_test(tc, test_backoff_then_connect);
     tcase_add_test(tc, test_timeout_cancels_query);
     tcase_add_test(tc, test_sessions_killed_under_load);
+    tcase_add_test(tc, test_pipeline_own_results);
+    tcase_add_test(tc, test_pipeline_rider_deadline);
+    tcase_add_test(tc, test_pipeline_leader_deadline);
+    tcase_add_test(tc, test_pipeline_connection_lost);
     tcase_add_test(tc, test_listen_notify);
     tcase_add_test(tc, test_server_down_and_back);
     suite_add_tcase(s, tc);

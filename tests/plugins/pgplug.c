@@ -21,6 +21,9 @@
  *   GET  /prep                prepared-statement cache and its recovery after DEALLOCATE ALL
  *   GET  /notify?ch=C&payload=P  sq_pg_notify
  *   GET  /notes               ["channel:payload", ...] received since init
+ *   GET  /echo?v=V&s=S        SELECT $1::int, pg_sleep(S): one statement, quick or slow as
+ *                             asked -> {"v":V}; a V that is no integer fails (22P02)
+ *   GET  /echo_t?v=V&s=S      the same under a 300 ms route timeout
  *
  * Config keys: listen = CHANNEL (sq_pg_listen on it in init).
  */
@@ -251,6 +254,16 @@ static void fini(sq_plugin_ctx *ctx)
     json_decref(sq_plugin_get_data(ctx));
 }
 
+static int echo(sq_req *r)
+{
+    const char *v = sq_query(r, "v"), *s = sq_query(r, "s");
+    sq_pg_result *res = sq_pg_query("SELECT $1::int AS v, pg_sleep($2)", v, s ? s : "0");
+
+    if (!res)
+        return db_fail(r);
+    return sq_reply_json(r, 200, json_pack("{s:s}", "v", sq_pg_value(res, 0, 0)));
+}
+
 static const sq_route routes[] = {
     {"GET", "/sleep", sleep_s},
     {"GET", "/slow", slow, .timeout_ms = 200},
@@ -264,6 +277,8 @@ static const sq_route routes[] = {
     {"GET", "/prep", prep},
     {"GET", "/notify", notify},
     {"GET", "/notes", notes},
+    {"GET", "/echo", echo},
+    {"GET", "/echo_t", echo, .timeout_ms = 300},
     {0},
 };
 
