@@ -7,8 +7,8 @@
  * A pool connection is CONNECTING (PQconnectStartParams/PQconnectPoll driven by libevent
  * callbacks, bounded by connect_timeout), IDLE (on the pool's idle stack, its socket watched
  * so that a server that closes it — a restart, pg_terminate_backend — gets it discarded at
- * once, before anyone sends a query on it), or BUSY (held by one coroutine, which drives its
- * I/O itself: pg_query.c).
+ * once, before anyone sends a query on it), or BUSY (held by one coroutine, or by those of a
+ * shared pipeline in turn, each driving the I/O itself: pg_query.c).
  *
  * Connections open on demand, one per waiting coroutine, up to pool_size; none is opened at
  * start, so a host starts even while its database is down. A connection that fails to open

@@ -8,7 +8,9 @@
  *
  * Pipelines. Every run (one query, or a batch) goes out in pipeline mode, each query followed
  * by its own sync: a batch is one round trip, and an error aborts only its own query's
- * segment (outside a transaction each query is its own implicit transaction).
+ * segment (outside a transaction each query is its own implicit transaction). While the
+ * pool is short, a coroutine that gets a connection takes the runs of others waiting into
+ * its pipeline (pipe_lead): each coroutine then reads its own results in turn.
  *
  * Prepared statements. A query's SQL is prepared once per connection (PQsendPrepare in the
  * same pipeline, so it costs no extra round trip, named sq_<n>; names are never reused) and
@@ -22,7 +24,9 @@
  * off, it flushes what is unsent, sends PQcancel from the thread pool (PQcancel blocks: it
  * opens a connection of its own), and reads the remaining results until every sync is back
  * (PG_DRAIN_MS at most). A connection that cannot be drained is discarded. Only then does
- * the call return its error, so the server is not running the query any more by then.
+ * the call return its error, so the server is not running the query any more by then. In a
+ * shared pipeline, a coroutine whose queries others still wait behind leaves at once
+ * instead: its results are skipped, and only what nobody waits for is cancelled.
  *
  * Transactions. sq_pg_begin pins a connection to the running coroutine with a coro_at_end
  * cleanup, which is also how its queries find the connection. A coroutine that ends with the
@@ -487,10 +491,10 @@ static uint64_t run_until(struct pg_pool *p)
 
 /* One coroutine's queries in a pipeline. */
 struct pg_part {
-    struct pg_query *q;    /* NULL once its coroutine has left the pipeline */
+    struct pg_query *q; /* NULL once its coroutine has left the pipeline */
     int n;
-    int end;               /* c->syncs once its results are read */
-    struct coro_wait *w;   /* its coroutine waiting for its turn, or NULL */
+    int end;             /* c->syncs once its results are read */
+    struct coro_wait *w; /* its coroutine waiting for its turn, or NULL */
 };
 
 /* The parts' queries went out together; each part's coroutine reads its own results, in
@@ -804,12 +808,13 @@ static void run_keep_results(struct pg_query *q, int n)
 
 /* The coroutine that got c runs its queries there in a pipeline, with those of riders
    (pg_private.h) when the pool has no other connection coming: up to PG_PIPE_MAX-1 of the
-   coroutines waiting to run queries, up to PG_PIPE_QUERIES queries in all, when every query
-   is one that ran quickly (PG_QUICK_US) on c last time. One turnaround of the connection then serves them all
-   (one send, one wakeup of the server for many queries), which is what the pool's
-   throughput is made of when it is short. Each query keeps its own sync, so a rider's
-   queries are no less their own than on a connection of their own; but a rider waits for
-   the queries ahead of it, and one that was quick before may be slow this time. */
+   coroutines waiting to run queries, PG_PIPE_QUERIES queries in all, when every query is
+   one that ran quickly (PG_QUICK_US) on c last time. One turnaround of the connection then
+   serves them all (one send, one wakeup of the server for many queries): that is what the
+   pool's throughput is made of when it is short. Each query keeps its own sync, so a
+   rider's queries are no less their own than on a connection of their own; but a rider
+   waits for the queries ahead of it, and one that was quick before may be slow this time
+   (it is not cancelled for them: a cancel could hit the query after it). */
 static int pipe_lead(struct pg_conn *c, struct pg_run *run)
 {
     struct pg_pool *p = c->pool;

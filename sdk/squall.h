@@ -469,7 +469,11 @@ int sq_run_sync(sq_task_fn fn, void *arg);
  * the database cannot be reached (SQ_EIO, "database unavailable": at once, without waiting,
  * while it stays down), or when the connection breaks mid-query (SQ_EIO), the call fails and
  * the request is marked unavailable: a handler that then returns without a reply gets 503
- * instead of 500. Connections open on demand, up to pool_size.
+ * instead of 500. Connections open on demand, up to pool_size. While all of them are busy,
+ * a connection that frees up takes several waiting queries at once into one pipeline (each
+ * still its own implicit transaction, with its own result or error), when they ran quickly
+ * on it before: a query waiting there is not cancelled when one ahead of it is; it is
+ * skipped (it still runs on the server).
  *
  * Results and batches live in the running coroutine's memory and are freed when it ends (a
  * handler's when its request ends): never free them, and do not keep them longer. */
