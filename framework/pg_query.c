@@ -584,7 +584,6 @@ static int part_read(struct pg_pipe *pp, int i, struct pg_run *run)
     struct pg_part *pt = &pp->part[i];
     int rc = run_flush(run); /* a reader that left may have left some unsent */
 
-    run->until = run_until(pp->c->pool);
     if (rc == 0)
         rc = run_skip(run, pt->end + pt->n);
     uint64_t t = pg_now_us(pp->c->pool);
@@ -836,6 +835,7 @@ static int pipe_lead(struct pg_conn *c, struct pg_run *run)
         coro_wake(w, 0);
     }
     pp->refs = pp->nparts;
+    run->until = run_until(p);
     int rc = pipe_send(pp, run);
     return part_leave(pp, 0, run, rc ? rc : part_read(pp, 0, run));
 }
@@ -852,6 +852,7 @@ static int pool_run(struct pg_pool *p, struct pg_run *run, const char *what)
     if (pw.pipe) {
         run->c = pw.pipe->c;
         rc = part_wait(pw.pipe, pw.part, run);
+        run->until = run_until(p); /* from its turn on */
         return part_leave(pw.pipe, pw.part, run, rc ? rc : part_read(pw.pipe, pw.part, run));
     }
     if ((rc = coro_await_check())) { /* cancelled just as a connection came */
@@ -890,6 +891,7 @@ static int pg_run(const char *what, struct pg_query *q, int n)
     }
     for (int tries = 0; tries < 2; tries++) {
         if (tx) {
+            run.until = run_until(p);
             rc = conn_run(&run);
             if (run.c->broken) {
                 tx->conn = NULL;
