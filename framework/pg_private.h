@@ -46,7 +46,6 @@ struct pg_stmt {
     char *sql; /* malloc()ed */
     int nparams;
     uint32_t id;     /* prepared as "sq_<id>" */
-    bool ready;      /* the server confirmed it */
     uint32_t run_us; /* how long its latest run took; UINT32_MAX before the first */
 };
 

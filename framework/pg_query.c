@@ -142,7 +142,7 @@ static void stmt_choose(struct pg_conn *c, struct pg_query *q)
     if (!copy)
         return; /* the cache is full: run it unnamed */
     c->stmts[c->nstmts++] =
-        (struct pg_stmt){q->hash, copy, q->nparams, ++c->next_id, false, UINT32_MAX};
+        (struct pg_stmt){q->hash, copy, q->nparams, ++c->next_id, UINT32_MAX};
     q->stmt = c->next_id;
     q->prepare = true;
 }
@@ -170,15 +170,13 @@ static bool stmts_quick(struct pg_conn *c, struct pg_query *q, int n)
     return true;
 }
 
-/* After a run: statements it prepared are ready, or forgotten when that failed or its
-   answer never came. */
+/* After a run: statements it prepared are forgotten when that failed or its answer never
+   came. */
 static void stmts_settle(struct pg_conn *c, struct pg_query *q, int n)
 {
     for (int i = 0; i < n; i++) {
-        struct pg_stmt *s = q[i].prepare ? stmt_by_id(c, q[i].stmt) : NULL;
-        if (s && q[i].prepared)
-            s->ready = true;
-        else if (s)
+        struct pg_stmt *s = q[i].prepare && !q[i].prepared ? stmt_by_id(c, q[i].stmt) : NULL;
+        if (s)
             stmt_remove(c, s);
     }
 }
@@ -409,7 +407,8 @@ static int run_send_query(struct pg_run *run, struct pg_query *q)
     int ok;
 
     stmt_choose(run->c, q);
-    snprintf(name, sizeof(name), "sq_%u", (unsigned)q->stmt);
+    if (q->stmt)
+        snprintf(name, sizeof(name), "sq_%u", (unsigned)q->stmt);
     if (q->prepare && !PQsendPrepare(pg, name, q->sql, q->nparams, NULL))
         return run_lost(run, NULL);
     if (q->stmt)
@@ -460,7 +459,6 @@ static void run_drain(struct pg_run *run)
     bool nocancel = co->nocancel;
     uint64_t deadline = co->deadline;
     char why[sizeof(run->why)];
-    PGresult *r;
 
     memcpy(why, run->why, sizeof(why));
     co->nocancel = true;
@@ -468,11 +466,8 @@ static void run_drain(struct pg_run *run)
     run->until = pg_now_us(c->pool) + PG_DRAIN_MS * 1000;
     if (c->syncs > 0 && (run_flush(run) || !conn_cancel(c)))
         c->broken = true;
-    while (!c->broken && c->syncs > 0) {
-        if (run_next(run, &r))
-            c->broken = true;
-        PQclear(r);
-    }
+    if (!c->broken && run_skip(run, 0))
+        c->broken = true;
     co->nocancel = nocancel;
     co->deadline = deadline;
     memcpy(run->why, why, sizeof(why));
@@ -498,13 +493,15 @@ struct pg_part {
 };
 
 /* The parts' queries went out together; each part's coroutine reads its own results, in
-   turn, skipping what parts that left before their turn did not read. */
+   turn, skipping what parts that left before their turn did not read. A pipeline of one
+   part lives on its coroutine's stack; a shared one is malloc()ed, freed by the last part
+   to leave. */
 struct pg_pipe {
     struct pg_conn *c;
     bool pooled;      /* the last reader gives c back to the pool (else c is a transaction's) */
     bool lost;        /* c broke: the parts still waiting fail with why */
     int nparts, turn; /* turn: the part whose results are read next */
-    int refs;         /* parts whose coroutine has not left yet (pooled: the last frees it) */
+    int refs;         /* parts whose coroutine has not left yet */
     struct pg_part *part;
     char why[256];
 };
@@ -591,26 +588,26 @@ static int part_read(struct pg_pipe *pp, int i, struct pg_run *run)
         rc = run_read_query(run, &pt->q[k]);
         t = stmt_timed(pp->c, &pt->q[k], t);
     }
-    if (rc == 0 && pt->n == 1 && stmt_is_stale(&pt->q[0]))
-        pg_stmts_clear(pp->c);
+    for (int k = 0; k < pt->n && rc == 0; k++)
+        if (stmt_is_stale(&pt->q[k])) {
+            pg_stmts_clear(pp->c);
+            break;
+        }
     return rc;
 }
 
-/* Part i's coroutine leaves the pipeline with rc, the result of its run: every query of the
-   part gets its result or an error, and the turn goes on if it was the part's. */
+/* Part i's coroutine leaves the pipeline with rc, the result of its run; the turn goes on if
+   it was the part's. */
 static int part_leave(struct pg_pipe *pp, int i, struct pg_run *run, int rc)
 {
     struct pg_part *pt = &pp->part[i];
 
     if (!pp->lost) /* c is still the pipeline's */
         stmts_settle(pp->c, pt->q, pt->n);
-    for (int k = 0; rc && k < pt->n; k++)
-        if (!pt->q[k].res && !pt->q[k].error)
-            pt->q[k].error = arena_strndup(coro_arena(), run->why, strlen(run->why));
     pt->q = NULL;
     if (pp->turn == i)
         pipe_pass(pp, run);
-    if (--pp->refs == 0 && pp->pooled)
+    if (--pp->refs == 0 && pp->nparts > 1)
         free(pp);
     return rc;
 }
@@ -664,8 +661,8 @@ static void tx_close(struct pg_conn *c)
         uint64_t deadline = co->deadline;
         co->nocancel = true;
         co->deadline = 0;
-        if (conn_control(c, "ROLLBACK", pg_now_us(c->pool) + PG_DRAIN_MS * 1000, &q) == 0)
-            PQclear(q.res);
+        conn_control(c, "ROLLBACK", pg_now_us(c->pool) + PG_DRAIN_MS * 1000, &q);
+        PQclear(q.res);
         co->nocancel = nocancel;
         co->deadline = deadline;
     }
@@ -817,24 +814,32 @@ static void run_keep_results(struct pg_query *q, int n)
 static int pipe_lead(struct pg_conn *c, struct pg_run *run)
 {
     struct pg_pool *p = c->pool;
-    bool share = p->nconns == p->size && !p->nconnecting && stmts_quick(c, run->q, run->n);
-    int max = share ? PG_PIPE_MAX : 1, nq = run->n;
-    struct pg_pipe *pp = xmalloc(sizeof(*pp) + sizeof(struct pg_part) * (size_t)max);
+    struct pool_wait *riders[PG_PIPE_MAX - 1];
+    int nr = 0, nq = run->n;
 
-    *pp = (struct pg_pipe){.c = c, .pooled = true, .part = (struct pg_part *)(pp + 1)};
-    pp->part[pp->nparts++] = (struct pg_part){.q = run->q, .n = run->n};
-    for (struct coro_wait *w = p->waiters.head, *next; w && pp->nparts < max; w = next) {
-        struct pool_wait *pw = (struct pool_wait *)w;
-        next = w->next;
-        if (!pw->q || nq + pw->n > PG_PIPE_QUERIES || !stmts_quick(c, pw->q, pw->n))
-            continue;
-        nq += pw->n;
-        pw->pipe = pp;
-        pw->part = pp->nparts;
-        pp->part[pp->nparts++] = (struct pg_part){.q = pw->q, .n = pw->n};
-        coro_wake(w, 0);
+    if (p->waiters.head && p->nconns == p->size && !p->nconnecting &&
+        stmts_quick(c, run->q, run->n))
+        for (struct coro_wait *w = p->waiters.head; w && nr < PG_PIPE_MAX - 1; w = w->next) {
+            struct pool_wait *pw = (struct pool_wait *)w;
+            if (pw->q && nq + pw->n <= PG_PIPE_QUERIES && stmts_quick(c, pw->q, pw->n)) {
+                riders[nr++] = pw;
+                nq += pw->n;
+            }
+        }
+    /* Alone, the pipeline lives on this stack; shared, until its last part leaves. */
+    struct pg_part own;
+    struct pg_pipe solo, *pp = &solo;
+    if (nr)
+        pp = xmalloc(sizeof(*pp) + sizeof(struct pg_part) * (size_t)(nr + 1));
+    *pp = (struct pg_pipe){.c = c, .pooled = true, .nparts = nr + 1, .refs = nr + 1,
+                           .part = nr ? (struct pg_part *)(pp + 1) : &own};
+    pp->part[0] = (struct pg_part){.q = run->q, .n = run->n};
+    for (int i = 0; i < nr; i++) {
+        pp->part[i + 1] = (struct pg_part){.q = riders[i]->q, .n = riders[i]->n};
+        riders[i]->pipe = pp;
+        riders[i]->part = i + 1;
+        coro_wake(&riders[i]->w, 0);
     }
-    pp->refs = pp->nparts;
     run->until = run_until(p);
     int rc = pipe_send(pp, run);
     return part_leave(pp, 0, run, rc ? rc : part_read(pp, 0, run));
@@ -864,6 +869,16 @@ static int pool_run(struct pg_pool *p, struct pg_run *run, const char *what)
     return pipe_lead(pw.conn, run);
 }
 
+/* The queries of q[0..n) still without a result or an error get why (one copy). */
+static void queries_fail(struct pg_query *q, int n, const char *why)
+{
+    const char *e = arena_strndup(coro_arena(), why, strlen(why));
+
+    for (int i = 0; i < n; i++)
+        if (!q[i].res && !q[i].error)
+            q[i].error = e ? e : "out of memory";
+}
+
 /* Runs q[0..n) for the running coroutine: on its transaction's connection, or on the pool.
    Returns 0 once every query has its result or error, else SQ_E* with sq_errmsg() set (and
    the queries without a result carrying the same error). */
@@ -880,6 +895,8 @@ static int pg_run(const char *what, struct pg_query *q, int n)
                 rc == SQ_EINVAL      ? "not called from a coroutine"
                 : rc == SQ_ETIMEDOUT ? "timed out"
                                      : "cancelled");
+        if (rc != SQ_EINVAL) /* no coroutine: no memory for the queries' errors */
+            queries_fail(q, n, sq_errmsg());
         return rc;
     }
     struct pg_tx *tx = tx_of(co);
@@ -887,6 +904,7 @@ static int pg_run(const char *what, struct pg_query *q, int n)
     if (tx && !(run.c = tx->conn)) {
         pg_fail("%s: the transaction's connection was lost", what);
         co->unavailable = true;
+        queries_fail(q, n, sq_errmsg());
         return SQ_EIO;
     }
     for (int tries = 0; tries < 2; tries++) {
@@ -897,8 +915,10 @@ static int pg_run(const char *what, struct pg_query *q, int n)
                 tx->conn = NULL;
                 pg_pool_release(run.c);
             }
-        } else if ((rc = pool_run(p, &run, what)) && !run.why[0])
-            return rc; /* no connection: sq_errmsg() says why */
+        } else if ((rc = pool_run(p, &run, what)) && !run.why[0]) {
+            queries_fail(q, n, sq_errmsg()); /* no connection: sq_errmsg() says why */
+            return rc;
+        }
         /* a statement the server no longer knows: once more, but in a transaction the
            failure has aborted it */
         if (rc || n > 1 || tx || !stmt_is_stale(&q[0]))
@@ -906,8 +926,10 @@ static int pg_run(const char *what, struct pg_query *q, int n)
     }
     if (rc == SQ_EIO)
         co->unavailable = true;
-    if (rc)
+    if (rc) {
         pg_fail("%s: %s", what, run.why);
+        queries_fail(q, n, run.why);
+    }
     run_keep_results(q, n);
     return rc;
 }
