@@ -53,7 +53,6 @@ struct master {
     struct worker *w;
     int ready_pipe[2];
     bool stopping;
-    int stop_signal;
     uint64_t kill_at;     /* stopping: when the remaining workers get SIGKILL */
 };
 
@@ -110,6 +109,7 @@ static int worker_start(struct master *m, size_t slot)
 
     if (pid < 0) {
         log_error("worker %zu: fork: %s", slot + 1, strerror(errno));
+        w->restart_at = now_ms() + WORKER_BACKOFF_MS; /* not again at once */
         return -1;
     }
     if (pid == 0)
@@ -217,7 +217,6 @@ static void stop(struct master *m, int sig)
     if (m->stopping && sig != SIGQUIT)
         return;
     m->stopping = true;
-    m->stop_signal = sig;
     m->kill_at = now_ms() + m->cfg->shutdown_timeout_ms + MASTER_KILL_GRACE_MS;
     log_info("%s: stopping %zu workers%s", strsignal(sig), workers_alive(m),
              sig == SIGQUIT ? " now" : " gracefully");

@@ -83,7 +83,9 @@ static int private_copy(int fd, const char *name, off_t size)
     while (off < size) {
         ssize_t n = sendfile(mfd, fd, &off, (size_t)(size - off));
         if (n <= 0) {
+            int e = n < 0 ? errno : EIO; /* 0: the file got shorter */
             close(mfd);
+            errno = e;
             return -1;
         }
     }
@@ -260,7 +262,6 @@ static __thread bool reap_scheduled;
 
 static void on_reap(evutil_socket_t fd, short what, void *arg)
 {
-    reap_scheduled = false;
     plugin_reap();
 }
 
@@ -301,6 +302,7 @@ void plugin_retire(struct sq_plugin_ctx *p)
 
 void plugin_reap(void)
 {
+    reap_scheduled = false; /* also when the host reaps before its loop goes */
     while (dead) {
         struct sq_plugin_ctx *p = dead;
         dead = p->next_dead;

@@ -162,6 +162,10 @@ sq_periodic *sq_every(uint64_t ms, double jitter, sq_task_fn fn, void *arg)
         errmsg_set("sq_every: %s", l ? "bad arguments" : "no loop on this thread");
         return NULL;
     }
+    if (plugin_current && plugin_current->retired) { /* its periodics were stopped already */
+        errmsg_set("sq_every: the plugin instance is being replaced");
+        return NULL;
+    }
     struct sq_periodic *p = xcalloc(1, sizeof(*p));
     p->loop = l;
     p->fn = fn;

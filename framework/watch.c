@@ -81,6 +81,8 @@ struct watch *watch_new(struct event_base *base, const char *const *paths, size_
     w->n = n;
     w->fn = fn;
     w->arg = arg;
+    event_assign(&w->ev, base, w->fd, EV_READ | EV_PERSIST, on_events, w);
+    evtimer_assign(&w->quiet, base, on_quiet, w);
     for (size_t i = 0; i < n; i++) {
         const char *slash = strrchr(paths[i], '/');
         struct watched *f = &w->files[i];
@@ -89,10 +91,13 @@ struct watch *watch_new(struct event_base *base, const char *const *paths, size_
         /* The same folder twice gives the same wd: files are matched by (wd, name). */
         f->wd = inotify_add_watch(w->fd, f->dir,
                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB);
+        if (f->wd < 0) {
+            errmsg_set("inotify: %s: %s", f->dir, strerror(errno));
+            watch_free(w);
+            return NULL;
+        }
     }
-    event_assign(&w->ev, base, w->fd, EV_READ | EV_PERSIST, on_events, w);
     event_add(&w->ev, NULL);
-    evtimer_assign(&w->quiet, base, on_quiet, w);
     return w;
 }
 

@@ -375,7 +375,8 @@ void sq_timer_cancel(sq_timer *t);
  * like Tornado's PeriodicCallback: a run never overlaps the previous one, ticks that come
  * while a run is still going are skipped, and with jitter > 0 (0..1) each interval is
  * ms * (1 + jitter * r) for r uniform in [-0.5, 0.5]. A non-zero return is logged. Stops
- * with sq_periodic_stop or when the plugin instance retires. NULL on bad arguments.
+ * with sq_periodic_stop or when the plugin instance retires. NULL on bad arguments, and
+ * when called by an instance that a reload has replaced (from a request it still serves).
  */
 sq_periodic *sq_every(uint64_t ms, double jitter, sq_task_fn fn, void *arg);
 
