@@ -233,11 +233,11 @@ static struct mw_def *find_def(struct server *srv, const char *name)
     return NULL;
 }
 
-static void add_link(struct mw_chain *ch, const char *name, int (*before)(struct sq_req *, void *),
+static void add_link(struct mw_chain *ch, int (*before)(struct sq_req *, void *),
                      void (*after)(struct sq_req *, const struct response *, void *),
                      void (*end)(struct sq_req *, void *), void *arg)
 {
-    ch->links[ch->n++] = (struct mw_link){name, before, after, end, arg};
+    ch->links[ch->n++] = (struct mw_link){before, after, end, arg};
 }
 
 static struct mw_cache_route *cache_route(struct server *srv, const struct settings *s)
@@ -277,17 +277,17 @@ static int build_route(struct server *srv, struct route_entry *e, char *err, siz
         return 0;
     struct mw_chain *ch = xcalloc(1, sizeof(*ch) + (3 + nuse) * sizeof(ch->links[0]));
     if (s.rl_n)
-        add_link(ch, "ratelimit", mw_ratelimit_before, NULL, NULL, zone_for(srv, &s));
+        add_link(ch, mw_ratelimit_before, NULL, NULL, zone_for(srv, &s));
     for (size_t i = 0; i < nuse; i++) {
         struct mw_def *d = find_def(srv, s.use->use[i]);
         if (d) /* else check_uses has said so */
-            add_link(ch, d->name, plugin_before, plugin_after, NULL, d);
+            add_link(ch, plugin_before, plugin_after, NULL, d);
     }
     const char *m = e->route->method;
     if (s.cache_ms && (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0))
-        add_link(ch, "cache", mw_cache_before, mw_cache_after, mw_cache_end, cache_route(srv, &s));
+        add_link(ch, mw_cache_before, mw_cache_after, mw_cache_end, cache_route(srv, &s));
     if (s.timeout_ms)
-        add_link(ch, "timeout", timeout_before, NULL, NULL, NULL);
+        add_link(ch, timeout_before, NULL, NULL, NULL);
     e->chain = ch;
     return 0;
 }

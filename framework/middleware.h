@@ -40,7 +40,6 @@ struct routes;
 #define MW_NEXT 0 /* what before() returns to pass the request on */
 
 struct mw_link {
-    const char *name;
     /* MW_NEXT, or (the chain stops) anything else: when it has not replied, a status from
        400 to 599 becomes that error reply and any other value a 500, as for a handler. */
     int (*before)(struct sq_req *r, void *arg);

@@ -297,8 +297,9 @@ static bool storable(const struct cache_req *st, const struct sq_req *r, bool *b
     return true;
 }
 
-static void store(struct mw_cache *mc, const struct mw_cache_route *cr, const struct cache_req *st,
-                  const struct sq_req *r, const struct response *resp)
+/* 0 when the reply is stored, -1 when the store refused it (too large). */
+static int store(struct mw_cache *mc, const struct mw_cache_route *cr, const struct cache_req *st,
+                 const struct sq_req *r, const struct response *resp)
 {
     const char *ctype = resp->content_type ? resp->content_type : "";
     struct stored s = {.status = (uint32_t)resp->status, .body_len = resp->len};
@@ -317,8 +318,9 @@ static void store(struct mw_cache *mc, const struct mw_cache_route *cr, const st
     }
     if (resp->len)
         memcpy(p, resp->body, resp->len);
-    cache_set(mc->store, st->key, st->len, blob, n, cr->ttl_ms, now_ms());
+    int rc = cache_set(mc->store, st->key, st->len, blob, n, cr->ttl_ms, now_ms());
     free(blob);
+    return rc;
 }
 
 void mw_cache_after(struct sq_req *r, const struct response *resp, void *arg)
@@ -329,10 +331,8 @@ void mw_cache_after(struct sq_req *r, const struct response *resp, void *arg)
 
     if (!st)
         return;
-    if (storable(st, r, &bypass) && status_cached(cr, resp->status)) {
-        store(cr->mc, cr, st, r, resp);
-        stored = true;
-    }
+    if (storable(st, r, &bypass) && status_cached(cr, resp->status))
+        stored = store(cr->mc, cr, st, r, resp) == 0;
     if (bypass)
         st->xcache->value = "BYPASS";
     flight_end(cr->mc, st, stored);

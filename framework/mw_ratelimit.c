@@ -85,6 +85,10 @@ static const char *zone_key(struct sq_req *r, const struct mw_zone *z, char *buf
     int family = request_client_addr(r, &addr);
     buf[0] = '\0';
     buf[1] = (char)family;
+    if (!family) { /* no address (not an IP socket): one key for all such clients */
+        *len = 2;
+        return buf;
+    }
     memcpy(buf + 2, addr, 16);
     *len = 2 + (family == AF_INET ? 4 : 16);
     return buf;

@@ -63,48 +63,6 @@ struct keyref {
     uint8_t digest[DIGEST_LEN];
 };
 
-static uint64_t load_le(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-
-    for (size_t i = 0; i < n; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-static uint64_t rotl(uint64_t x, int b)
-{
-    return x << b | x >> (64 - b);
-}
-
-/* Mixes the message word m into v through rounds SipRounds. */
-static void sip_block(uint64_t v[4], uint64_t m, int rounds)
-{
-    v[3] ^= m;
-    for (int r = 0; r < rounds; r++) {
-        v[0] += v[1], v[1] = rotl(v[1], 13) ^ v[0], v[0] = rotl(v[0], 32);
-        v[2] += v[3], v[3] = rotl(v[3], 16) ^ v[2];
-        v[0] += v[3], v[3] = rotl(v[3], 21) ^ v[0];
-        v[2] += v[1], v[1] = rotl(v[1], 17) ^ v[2], v[2] = rotl(v[2], 32);
-    }
-    v[0] ^= m;
-}
-
-/* SipHash-2-4 of in[0..len) under the 128-bit key k. */
-static uint64_t siphash(const uint64_t k[2], const uint8_t *in, size_t len)
-{
-    uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ULL, k[1] ^ 0x646f72616e646f6dULL,
-                     k[0] ^ 0x6c7967656e657261ULL, k[1] ^ 0x7465646279746573ULL};
-    size_t i = 0;
-
-    for (; i + 8 <= len; i += 8)
-        sip_block(v, load_le(in + i, 8), 2);
-    sip_block(v, (uint64_t)len << 56 | load_le(in + i, len - i), 2);
-    v[2] ^= 0xff;
-    sip_block(v, 0, 4); /* finalization: d = 4 rounds; xoring 0 in and out changes nothing */
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
 int ratelimit_parse(const char *spec, uint32_t *n, uint64_t *period_ms, char *err, size_t errlen)
 {
     const char *s = spec, *why = NULL;
@@ -212,13 +170,13 @@ size_t ratelimit_memory(const struct ratelimit *rl)
 static void key_prepare(const struct ratelimit *rl, const uint8_t *key, size_t len,
                         struct keyref *k)
 {
-    k->hash = siphash(rl->seed, key, len);
+    k->hash = siphash13(rl->seed, key, len);
     if (len <= RATELIMIT_KEY_MAX) {
         k->len = (uint16_t)len;
         k->bytes = key;
         return;
     }
-    uint64_t h[2] = {k->hash, siphash(rl->seed + 2, key, len)};
+    uint64_t h[2] = {k->hash, siphash13(rl->seed + 2, key, len)};
     memcpy(k->digest, h, DIGEST_LEN);
     k->len = KEY_DIGEST;
     k->bytes = k->digest;

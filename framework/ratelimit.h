@@ -19,7 +19,7 @@
  *    at t0 + T, t0 + 2T, ..., so [t0, t0 + PERIOD) may hold up to 2N - 1 requests; any
  *    span of D ms holds at most N + floor(D / T), so the long-run rate is N per PERIOD.
  *
- * Keys live in a hash table (SipHash-2-4 under a random seed from getrandom(), so collisions
+ * Keys live in a hash table (SipHash-1-3 under a random seed from getrandom(), so collisions
  * cannot be aimed) of max_keys entries allocated once, with a least-recently-used list: when
  * the table is full the key used least recently is forgotten and comes back fresh, as
  * nginx's limit_req does when its zone is full. Keys up to RATELIMIT_KEY_MAX bytes are kept
