@@ -142,18 +142,6 @@ echo "DSN: $DSN"
 # ---- Measuring ----
 
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-pids_ticks() { # utime + stime of the processes given (those still alive)
-    local p t=0
-    for p in "$@"; do
-        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-    done
-    echo "$t"
-}
-# pg_ticks: the cluster's CPU: the postmaster's own and its reaped children's (a backend that
-# ended during the run), and the live children's
-pg_ticks() {
-    echo $(($(awk '{print $14 + $15 + $16 + $17}' "/proc/$PG_PID/stat") + $(pids_ticks $(pgrep -P "$PG_PID"))))
-}
 
 # measure SERVER_PID CMD...: runs CMD (wrk or pgbench) on the last CPU; prints its output,
 # then a line "CPU server% pg% client% other%" (% of one CPU over the run's wall time;
@@ -161,14 +149,14 @@ pg_ticks() {
 measure() {
     local spid=$1 b0 b1 s0 s1 g0 g1 t0 t1 out c tf=$WORK/times.$BASHPID
     shift
-    b0=$(busy_ticks); s0=$(pids_ticks $spid); g0=$(pg_ticks); t0=$(date +%s%N)
+    b0=$(busy_ticks); s0=$(pids_ticks $spid); g0=$(pg_ticks "$PG_PID"); t0=$(date +%s%N)
     out=$(taskset -c "$LAST_CPU" "$@" 2>&1) || { echo "$out" >&2; die "$1 failed"; }
     t1=$(date +%s%N)
     sleep 0.3 # for the postmaster to reap the backends of CMD's connections (their time
               # moves to its cutime / cstime then; an exited, unreaped one is counted nowhere)
     times >"$tf" # this shell's children, i.e. CMD: its user and system time on the 2nd line
     c=$(sed -n 2p "$tf" | awk '{t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] } print t}')
-    b1=$(busy_ticks); s1=$(pids_ticks $spid); g1=$(pg_ticks)
+    b1=$(busy_ticks); s1=$(pids_ticks $spid); g1=$(pg_ticks "$PG_PID")
     echo "$out"
     awk -v b=$((b1 - b0)) -v s=$((s1 - s0)) -v g=$((g1 - g0)) -v c="$c" -v d=$(((t1 - t0) / 1000000)) -v hz="$HZ" \
         'BEGIN { d /= 1000; o = ((b - s - g) / hz - c) / d * 100; if (o < 0) o = 0

@@ -8,9 +8,10 @@
 # Starts SQUALL (default build/squall) on a copy of plugins/bench/bench.conf with an embedded
 # cluster in a temporary directory and pool_size = 16, pinned to CPU 0, warms up for 2 s,
 # then RUNS times: `wrk -t1 -c64 -d5s` on the last CPU, and prints req/s with the CPU time
-# (utime + stime, from /proc) squall and the cluster (the postmaster and all its children)
-# took during the run divided by the requests served. The cluster's CPU cannot be pinned
-# apart from squall's this way, so it is not pinned at all, as in bench/db.sh.
+# squall and the cluster (its postmaster and all its children, reaped ones included) took
+# during the run (bench/lib.sh's pids_ticks, pg_ticks) divided by the requests served. The
+# cluster's CPU cannot be pinned apart from squall's this way, so it is not pinned at all,
+# as in bench/db.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,18 +34,11 @@ taskset -a -p -c 0 "$SQ_PID" >/dev/null
 PG_PID=$(head -1 "$WORK/pg/data/postmaster.pid")
 taskset -c "$LAST_CPU" wrk -t1 -c64 -d2s "$URL" >/dev/null
 
-ticks() { # utime + stime of the processes given, in clock ticks
-    local p t=0
-    for p in "$@"; do
-        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-    echo "$t"
-}
 echo "$SQUALL $ROUTE: wrk -t1 -c64 -d5s on CPU $LAST_CPU, squall on CPU 0"
 for _ in $(seq "$RUNS"); do
-    s0=$(ticks "$SQ_PID"); g0=$(ticks "$PG_PID" $(pgrep -P "$PG_PID"))
+    s0=$(pids_ticks "$SQ_PID"); g0=$(pg_ticks "$PG_PID")
     out=$(taskset -c "$LAST_CPU" wrk -t1 -c64 -d5s "$URL")
-    s1=$(ticks "$SQ_PID"); g1=$(ticks "$PG_PID" $(pgrep -P "$PG_PID"))
+    s1=$(pids_ticks "$SQ_PID"); g1=$(pg_ticks "$PG_PID")
     echo "$out" | grep -q Non-2xx && { echo "$out" >&2; die "non-2xx replies"; }
     n=$(echo "$out" | awk '/requests in/ {print $1}')
     r=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

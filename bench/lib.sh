@@ -1,4 +1,4 @@
-# bench/lib.sh - shared by bench/run.sh and bench/alloc_check.sh (sourced, not run).
+# bench/lib.sh - shared by the bench scripts (sourced, not run).
 #
 # Expects ROOT (the repo root) and WORK (a scratch directory) to be set. Provides:
 #   die MSG...                    print "<script>: MSG" and exit 1
@@ -11,9 +11,25 @@
 #                                 background (SQ_PID), waits up to SQ_WAIT (10) seconds for
 #                                 GET /plaintext to answer 200, fails clearly otherwise
 #   squall_stop                   SIGTERM, wait (up to SQ_STOP_WAIT s, default 10), SIGKILL
+#   pids_ticks PID...             utime + stime (clock ticks) of the processes still alive
+#   pg_ticks PID                  a PostgreSQL cluster's CPU (ticks): its postmaster PID's own
+#                                 and its reaped children's (backends that ended), and the
+#                                 live children's
 
 SQUALL=${SQUALL:-$ROOT/build/squall}
 SQ_PID=
+
+pids_ticks() {
+    local p t=0
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
+pg_ticks() {
+    echo $(($(awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat") + $(pids_ticks $(pgrep -P "$1"))))
+}
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 
