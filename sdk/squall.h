@@ -119,10 +119,13 @@ typedef struct sq_plugin {
     void (*fini)(sq_plugin_ctx *ctx);
     /* Optional, for hot reload: the old instance's state as JSON (a new reference), handed
        to the new instance's restore_state right after its init, before it serves. Either
-       side may lack them; then the new instance starts with what its init made. */
+       side may lack them; then the new instance starts with what its init made. Both run
+       on the loop, not in a coroutine (no awaiting). The old instance still finishes its
+       in-flight requests afterwards, so what they change later is not in the state; and if
+       the reload is refused after all, the old instance goes on serving. */
     json_t *(*save_state)(sq_plugin_ctx *ctx);
-    /* Takes the state (borrowed: the host frees it). Returns 0, or non-zero to start
-       without it (logged). */
+    /* Takes the state (borrowed: the host frees it; json_incref what is kept). Returns 0,
+       or non-zero to start without it (logged). */
     int (*restore_state)(sq_plugin_ctx *ctx, json_t *state);
 } sq_plugin;
 
@@ -249,8 +252,9 @@ typedef int (*sq_before_fn)(sq_req *r, void *arg);
 typedef void (*sq_after_fn)(sq_req *r, int status, void *arg);
 
 /*
- * Registers middleware `name` (letters, digits, '_', '-') provided by this plugin; call it
- * from init. before or after may be NULL. arg is passed to both and stays the plugin's.
+ * Registers middleware `name` (letters, digits, '_', '-'; copied) provided by this plugin;
+ * call it from init. before or after may be NULL. arg is passed to both and stays the
+ * plugin's: it must live until fini.
  * Returns 0; SQ_EINVAL on a bad name or outside init; SQ_EALREADY when this plugin already
  * provides that name (two plugins providing one name is an error at start).
  */
@@ -590,8 +594,8 @@ sq_pg_result *sq_pg_batch_result(sq_pg_batch *b, int i);
  * Calls fn(channel, payload, arg) for every NOTIFY on channel (1..63 bytes), from a
  * dedicated connection shared by the process's listeners, which reconnects and LISTENs again
  * on its own (notifications sent while it is down are lost). Call it from init: it stops
- * when the plugin instance retires. arg is the plugin's to keep alive. Returns 0, SQ_EINVAL
- * or SQ_ENOMEM; it does not wait for the LISTEN to take effect.
+ * when the plugin instance retires. channel is copied; arg is the plugin's to keep alive.
+ * Returns 0 or SQ_EINVAL; it does not wait for the LISTEN to take effect.
  */
 int sq_pg_listen(sq_plugin_ctx *ctx, const char *channel, sq_pg_listen_fn fn, void *arg);
 
